@@ -1,0 +1,27 @@
+// Compiler and ISA detection. SIMD kernels are compiled with target attributes, not -m flags, so
+// one binary carries AVX2 and AVX-512 code and still runs on a CPU without them; these macros say
+// which kernel families this compiler can build at all. LOGQUANT_SCALAR_ONLY turns them all off.
+#pragma once
+
+#if !defined(LOGQUANT_SCALAR_ONLY)
+#define LOGQUANT_SCALAR_ONLY 0
+#endif
+
+#if !LOGQUANT_SCALAR_ONLY && (defined(__x86_64__) || defined(_M_X64)) && \
+    (defined(__GNUC__) || defined(__clang__))
+#define LOGQUANT_HAVE_X86_KERNELS 1
+#else
+#define LOGQUANT_HAVE_X86_KERNELS 0
+#endif
+
+#if !LOGQUANT_SCALAR_ONLY && (defined(__aarch64__) || defined(_M_ARM64)) && defined(__ARM_NEON)
+#define LOGQUANT_HAVE_NEON_KERNELS 1
+#else
+#define LOGQUANT_HAVE_NEON_KERNELS 0
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define LOGQUANT_RESTRICT __restrict__
+#else
+#define LOGQUANT_RESTRICT
+#endif

@@ -1,0 +1,411 @@
+// KVCache: the object an inference engine holds per layer. It takes post-RoPE keys and values as
+// tokens arrive, asks its selector which tokens stay in full precision, quantizes each demoted
+// token exactly once into the packed tile layout, and answers decode attention directly from the
+// packed codes (SPEC §2, §4).
+//
+// Storage, per KV head:
+//   quantized block  append-only, tokens in demotion order ("dense index"). Keys: one group per
+//                    demotion event (per-channel fp16 scale and min over the group's tokens), codes
+//                    in tile rows padded to 16 tokens. Values: per token, one fp16 (scale, min)
+//                    per value_group channels, codes in tiles of 16 channels x 16 tokens.
+//   full precision   fp32 keys and values of the selector's FP tokens, ascending by position. For
+//                    LogSelector, after a compression its first W slots are the log-sparse block
+//                    and the rest the dense window.
+// memory_bytes() = Σ_heads (key codes + value codes + 4 bytes per metadata pair + 8 bytes per key
+//                  group index entry + 8 * head_dim bytes per FP token) + 8 bytes per cached
+//                  position (the FP and quantized position lists).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "attention_state.hpp"
+#include "error.hpp"
+#include "kernels/dispatch.hpp"
+#include "quant/group_quantizer.hpp"
+#include "quant/tile_layout.hpp"
+#include "selector/selector.hpp"
+
+namespace logquant {
+
+/// Shape and quantization of a cache. A plain struct: set the fields you need.
+struct CacheConfig {
+  std::size_t head_dim = 128;  ///< channels per head
+  std::size_t kv_heads = 8;    ///< KV heads (query heads may be a multiple: GQA)
+  unsigned key_bits = 2;       ///< 2, 4 or 8
+  unsigned value_bits = 2;     ///< 2, 4 or 8
+  /// Channels sharing one value (scale, min); must divide head_dim and be a multiple of 16 or
+  /// head_dim itself. 0 picks the largest multiple of 16 dividing head_dim that is <= 64, or
+  /// head_dim when that would be below 32.
+  std::size_t value_group = 0;
+};
+
+/// Where a cache's bytes go. "Quantized value" counts keys and values separately.
+struct MemoryReport {
+  std::size_t code_bytes = 0;            ///< packed codes, tile padding included
+  std::size_t metadata_bytes = 0;        ///< fp16 (scale, min) pairs
+  std::size_t full_precision_bytes = 0;  ///< fp32 keys and values of FP tokens
+  std::size_t index_bytes = 0;           ///< key group index and position lists
+  std::size_t tokens = 0, quantized_tokens = 0, full_precision_tokens = 0;
+  std::size_t values_per_token = 0;  ///< 2 * kv_heads * head_dim (keys and values)
+
+  std::size_t total() const {
+    return code_bytes + metadata_bytes + full_precision_bytes + index_bytes;
+  }
+  /// Bits per quantized key or value, metadata and padding included (0 when nothing is quantized).
+  double quantized_bits_per_value() const {
+    const double n = static_cast<double>(quantized_tokens) * values_per_token;
+    return n == 0 ? 0.0 : 8.0 * static_cast<double>(code_bytes + metadata_bytes) / n;
+  }
+  /// Bits per cached key or value over the whole cache, everything included.
+  double bits_per_value() const {
+    const double n = static_cast<double>(tokens) * values_per_token;
+    return n == 0 ? 0.0 : 8.0 * static_cast<double>(total()) / n;
+  }
+};
+
+namespace detail {
+inline std::size_t resolve_value_group(const CacheConfig& cfg) {
+  if (cfg.value_group != 0) return cfg.value_group;
+  for (std::size_t g = 64; g >= 32; g -= 16)
+    if (cfg.head_dim % g == 0) return g;
+  return cfg.head_dim;
+}
+
+inline CacheConfig validated(CacheConfig cfg) {
+  require(cfg.head_dim >= 1 && cfg.head_dim <= 4096, [&] {
+    return "CacheConfig.head_dim = " + std::to_string(cfg.head_dim) + " (expected 1 .. 4096)";
+  });
+  require(cfg.kv_heads >= 1 && cfg.kv_heads <= 4096, [&] {
+    return "CacheConfig.kv_heads = " + std::to_string(cfg.kv_heads) + " (expected 1 .. 4096)";
+  });
+  auto bits_ok = [](unsigned b) { return b == 2 || b == 4 || b == 8; };
+  require(bits_ok(cfg.key_bits), [&] {
+    return "CacheConfig.key_bits = " + std::to_string(cfg.key_bits) + " (expected 2, 4 or 8)";
+  });
+  require(bits_ok(cfg.value_bits), [&] {
+    return "CacheConfig.value_bits = " + std::to_string(cfg.value_bits) + " (expected 2, 4 or 8)";
+  });
+  cfg.value_group = resolve_value_group(cfg);
+  require(cfg.head_dim % cfg.value_group == 0 &&
+              (cfg.value_group % kTileRows == 0 || cfg.value_group == cfg.head_dim),
+          [&] {
+            return "CacheConfig.value_group = " + std::to_string(cfg.value_group) +
+                   " (expected a divisor of head_dim = " + std::to_string(cfg.head_dim) +
+                   " that is a multiple of 16, or head_dim itself)";
+          });
+  return cfg;
+}
+}  // namespace detail
+
+template <class Selector>
+class KVCache {
+  static_assert(is_selector_v<Selector>,
+                "Selector must provide size(), full_precision_positions(), append(n) and "
+                "append(n, on_demote); see selector/selector.hpp");
+
+ public:
+  /// Builds an empty cache. `kernels` defaults to the table chosen once per process (the best
+  /// ISA of this CPU, or LOGQUANT_ISA).
+  KVCache(const CacheConfig& config, Selector selector,
+          const kernels::KernelTable& kernels = kernels::default_table())
+      : cfg_(detail::validated(config)),
+        selector_(std::move(selector)),
+        kernels_(&kernels),
+        heads_(cfg_.kv_heads) {
+    detail::require(selector_.size() == 0, "KVCache: the selector must be fresh (size() == 0)");
+    for (Head& h : heads_) h.group_first.push_back(0);
+  }
+
+  /// Appends n tokens. keys and values are [n][kv_heads][head_dim] floats, keys after RoPE. Values
+  /// must be finite and within +-65504. On any error nothing is changed.
+  void append(const float* keys, const float* values, std::size_t n) {
+    if (n == 0) return;
+    detail::require(keys != nullptr, "KVCache::append: keys is null with n > 0");
+    detail::require(values != nullptr, "KVCache::append: values is null with n > 0");
+    detail::require(n <= std::numeric_limits<std::uint32_t>::max() - size_, [&] {
+      return "KVCache::append: n = " + std::to_string(n) + " would exceed 2^32 - 1 cached tokens";
+    });
+    const std::size_t row = token_floats();
+    detail::check_quantizable(keys, n * row, 1, "KVCache::append: keys");
+    detail::check_quantizable(values, n * row, 1, "KVCache::append: values");
+
+    std::size_t stored = 0;  // tokens of this call already moved into the FP block
+    auto store_until = [&](std::size_t position) {
+      for (; size_ + stored < position; ++stored)
+        store_full(keys + stored * row, values + stored * row, size_ + stored);
+    };
+    selector_.append(n, [&](std::size_t trigger, const std::size_t* positions, std::size_t count) {
+      store_until(trigger);
+      demote(positions, count);
+    });
+    store_until(size_ + n);
+    size_ += n;
+  }
+
+  /// Decode attention: queries [q_heads][head_dim] (q_heads a multiple of kv_heads; query head h
+  /// reads KV head h / (q_heads / kv_heads)), out the same shape, scores scaled by `scale`
+  /// (usually 1/sqrt(head_dim)). Throws on an empty cache.
+  void attend(const float* queries, std::size_t q_heads, float* out, float scale) const {
+    detail::require(out != nullptr, "KVCache::attend: out is null");
+    detail::require(size_ > 0, "KVCache::attend: the cache is empty (append tokens first)");
+    thread_local AttentionState state;
+    attend_partial(queries, q_heads, scale, 0, size_, state);
+    state.finalize(out);
+  }
+
+  /// Attention over part of the cache, for splitting a long cache across threads: tokens
+  /// [begin, end) in storage order (quantized tokens 0 .. quantized_size(), then FP tokens up to
+  /// size()). Boundaries inside the quantized block must be multiples of 16. `state` is reset to
+  /// q_heads x head_dim and filled; merge the parts' states, then finalize.
+  void attend_partial(const float* queries, std::size_t q_heads, float scale, std::size_t begin,
+                      std::size_t end, AttentionState& state) const {
+    check_queries(queries, q_heads, scale);
+    detail::require(begin <= end && end <= size_, [&] {
+      return "KVCache::attend_partial: range [" + std::to_string(begin) + ", " +
+             std::to_string(end) + ") is not within [0, size() = " + std::to_string(size_) + "]";
+    });
+    const std::size_t nq = quantized_size();
+    auto aligned = [&](std::size_t b) { return b >= nq || b % kTileCols == 0; };
+    detail::require(aligned(begin) && aligned(end), [&] {
+      return "KVCache::attend_partial: boundaries inside the quantized block [0, " +
+             std::to_string(nq) + ") must be multiples of 16 (got [" + std::to_string(begin) +
+             ", " + std::to_string(end) + "))";
+    });
+
+    const std::size_t dim = cfg_.head_dim, per_kv = q_heads / cfg_.kv_heads;
+    thread_local std::vector<float> scaled;
+    scaled.resize(q_heads * dim);
+    for (std::size_t i = 0; i < q_heads * dim; ++i) scaled[i] = queries[i] * scale;
+    state.reset(q_heads, dim);
+
+    for (std::size_t kv = 0; kv < cfg_.kv_heads; ++kv) {
+      const std::size_t h0 = kv * per_kv;
+      const kernels::StateView st{&state.max[h0], &state.sum[h0], &state.acc[h0 * dim], per_kv};
+      const float* q = &scaled[h0 * dim];
+      if (begin < nq) kernels_->attend_quantized(quantized_view(kv), q, begin, std::min(end, nq), st);
+      if (end > nq) {
+        const std::size_t f0 = std::max(begin, nq) - nq, f1 = end - nq;
+        const Head& h = heads_[kv];
+        kernels_->attend_full(
+            kernels::FullHeadView{h.fp_keys.data() + f0 * dim, h.fp_values.data() + f0 * dim,
+                                  f1 - f0, dim},
+            q, st);
+      }
+    }
+  }
+
+  std::size_t size() const { return size_; }
+  std::size_t quantized_size() const { return quantized_positions_.size(); }
+  std::size_t full_precision_size() const { return fp_positions_.size(); }
+
+  /// FP positions, ascending; the same as the selector's.
+  std::vector<std::size_t> full_precision_positions() const {
+    return selector_.full_precision_positions();
+  }
+  /// Quantized positions in demotion order (the order of the quantized block).
+  const std::vector<std::size_t>& quantized_positions() const { return quantized_positions_; }
+
+  /// Bytes held (see the formula at the top of this header).
+  std::size_t memory_bytes() const { return memory().total(); }
+
+  MemoryReport memory() const {
+    MemoryReport r;
+    for (const Head& h : heads_) {
+      r.code_bytes += h.key_codes.size() + h.value_codes.size();
+      r.metadata_bytes += (h.key_meta.size() + h.value_meta.size()) * sizeof(GroupParams);
+      r.index_bytes += (h.group_first.size() - 1 + h.group_tile_row.size()) * sizeof(std::uint32_t);
+      r.full_precision_bytes += (h.fp_keys.size() + h.fp_values.size()) * sizeof(float);
+    }
+    r.index_bytes += (fp_positions_.size() + quantized_positions_.size()) * sizeof(std::uint64_t);
+    r.tokens = size_;
+    r.quantized_tokens = quantized_size();
+    r.full_precision_tokens = full_precision_size();
+    r.values_per_token = token_floats() * 2;
+    return r;
+  }
+
+  /// Debug accessor: the cache as attention sees it, [size()][kv_heads][head_dim] by position.
+  /// FP tokens are exact; quantized tokens are dequantized from their codes and metadata.
+  void reconstruct(float* keys, float* values) const {
+    detail::require((keys != nullptr && values != nullptr) || size_ == 0,
+                    "KVCache::reconstruct: keys and values must not be null");
+    const std::size_t dim = cfg_.head_dim, row = token_floats(), groups = dim / cfg_.value_group;
+    const TileMatrix key_m{cfg_.key_bits, tiles_for(dim)};
+    for (std::size_t kv = 0; kv < cfg_.kv_heads; ++kv) {
+      const Head& h = heads_[kv];
+      for (std::size_t i = 0; i < fp_positions_.size(); ++i)
+        for (std::size_t d = 0; d < dim; ++d) {
+          keys[fp_positions_[i] * row + kv * dim + d] = h.fp_keys[i * dim + d];
+          values[fp_positions_[i] * row + kv * dim + d] = h.fp_values[i * dim + d];
+        }
+      for (std::size_t g = 0; g + 1 < h.group_first.size(); ++g) {
+        const std::uint8_t* base = h.key_codes.data() +
+                                   h.group_tile_row[g] * tiles_for(dim) * tile_bytes(cfg_.key_bits);
+        for (std::size_t t = h.group_first[g]; t < h.group_first[g + 1]; ++t)
+          for (std::size_t d = 0; d < dim; ++d) {
+            const GroupParams p = h.key_meta[g * dim + d];
+            const std::uint8_t code = key_m.get(base, t - h.group_first[g], d);
+            keys[quantized_positions_[t] * row + kv * dim + d] =
+                p.min_f() + static_cast<float>(code) * p.scale_f();
+          }
+      }
+      const std::size_t value_tile = tile_bytes(cfg_.value_bits);
+      for (std::size_t t = 0; t < quantized_size(); ++t)
+        for (std::size_t d = 0; d < dim; ++d) {
+          const GroupParams p = h.value_meta[t * groups + d / cfg_.value_group];
+          const std::uint8_t* tile = h.value_codes.data() +
+                                     ((t / kTileCols) * tiles_for(dim) + d / kTileRows) * value_tile;
+          const std::uint8_t code = tile_get(tile, cfg_.value_bits, d % kTileRows, t % kTileCols);
+          values[quantized_positions_[t] * row + kv * dim + d] =
+              p.min_f() + static_cast<float>(code) * p.scale_f();
+        }
+    }
+  }
+
+  const CacheConfig& config() const { return cfg_; }
+  const Selector& selector() const { return selector_; }
+  /// The ISA whose kernels this cache runs.
+  Isa isa() const { return kernels_->isa; }
+  /// A view of one KV head's quantized block, as kernels see it.
+  kernels::QuantizedHeadView quantized_view(std::size_t kv_head) const {
+    const Head& h = heads_.at(kv_head);
+    kernels::QuantizedHeadView v;
+    v.key_codes = h.key_codes.data();
+    v.key_meta = h.key_meta.data();
+    v.group_first = h.group_first.data();
+    v.group_tile_row = h.group_tile_row.data();
+    v.groups = h.group_tile_row.size();
+    v.value_codes = h.value_codes.data();
+    v.value_meta = h.value_meta.data();
+    v.tokens = quantized_size();
+    v.head_dim = cfg_.head_dim;
+    v.value_group = cfg_.value_group;
+    v.key_bits = cfg_.key_bits;
+    v.value_bits = cfg_.value_bits;
+    return v;
+  }
+
+ private:
+  struct Head {
+    std::vector<std::uint8_t> key_codes;
+    std::vector<GroupParams> key_meta;         // [groups][head_dim]
+    std::vector<std::uint32_t> group_first;    // [groups + 1]
+    std::vector<std::uint32_t> group_tile_row; // [groups]
+    std::vector<std::uint8_t> value_codes;     // token-tile rows
+    std::vector<GroupParams> value_meta;       // [tokens][head_dim / value_group]
+    std::vector<float> fp_keys, fp_values;     // [fp tokens][head_dim]
+  };
+
+  std::size_t token_floats() const { return cfg_.kv_heads * cfg_.head_dim; }
+
+  void check_queries(const float* queries, std::size_t q_heads, float scale) const {
+    detail::require(queries != nullptr, "KVCache::attend: queries is null");
+    detail::require(q_heads >= cfg_.kv_heads && q_heads % cfg_.kv_heads == 0, [&] {
+      return "KVCache::attend: q_heads = " + std::to_string(q_heads) +
+             " (expected a positive multiple of kv_heads = " + std::to_string(cfg_.kv_heads) + ")";
+    });
+    detail::require(std::isfinite(scale), "KVCache::attend: scale must be finite");
+    for (std::size_t i = 0; i < q_heads * cfg_.head_dim; ++i)
+      detail::require(std::isfinite(queries[i]), [&] {
+        return "KVCache::attend: queries has a NaN or infinite value at element " +
+               std::to_string(i);
+      });
+  }
+
+  // Moves the token at `position` ([kv_heads][head_dim] keys and values) into the FP block.
+  void store_full(const float* keys, const float* values, std::size_t position) {
+    const std::size_t dim = cfg_.head_dim;
+    for (std::size_t kv = 0; kv < cfg_.kv_heads; ++kv) {
+      Head& h = heads_[kv];
+      h.fp_keys.insert(h.fp_keys.end(), keys + kv * dim, keys + (kv + 1) * dim);
+      h.fp_values.insert(h.fp_values.end(), values + kv * dim, values + (kv + 1) * dim);
+    }
+    fp_positions_.push_back(position);
+  }
+
+  // Quantizes the FP tokens at `positions` (ascending) as one key group and one value token each,
+  // appends them to the quantized block and removes them from the FP block.
+  void demote(const std::size_t* positions, std::size_t count) {
+    const std::size_t dim = cfg_.head_dim;
+    slots_.clear();
+    for (std::size_t i = 0, s = 0; i < count; ++i) {
+      while (s < fp_positions_.size() && fp_positions_[s] < positions[i]) ++s;
+      if (s == fp_positions_.size() || fp_positions_[s] != positions[i])
+        throw std::logic_error("logquant: the selector demoted position " +
+                               std::to_string(positions[i]) + ", which is not full precision");
+      slots_.push_back(s);
+    }
+
+    const std::size_t first = quantized_size();
+    const std::size_t col_tiles = tiles_for(dim);
+    const std::size_t value_groups = dim / cfg_.value_group;
+    const std::size_t value_row_bytes = col_tiles * tile_bytes(cfg_.value_bits);
+    gather_.resize(count * dim);
+    for (std::size_t kv = 0; kv < cfg_.kv_heads; ++kv) {
+      Head& h = heads_[kv];
+      // Keys: one group over the demoted tokens, in fresh tile rows.
+      for (std::size_t i = 0; i < count; ++i)
+        std::copy_n(&h.fp_keys[slots_[i] * dim], dim, &gather_[i * dim]);
+      const std::uint32_t tile_row =
+          static_cast<std::uint32_t>(h.key_codes.size() / (col_tiles * tile_bytes(cfg_.key_bits)));
+      h.key_codes.resize(h.key_codes.size() +
+                         TileMatrix{cfg_.key_bits, col_tiles}.bytes_for_rows(count));
+      h.key_meta.resize(h.key_meta.size() + dim);
+      kernels_->quantize_key_group(gather_.data(), count, dim, dim, cfg_.key_bits,
+                                   &h.key_meta[h.key_meta.size() - dim],
+                                   h.key_codes.data() + tile_row * col_tiles * tile_bytes(cfg_.key_bits));
+      h.group_tile_row.push_back(tile_row);
+      h.group_first.push_back(static_cast<std::uint32_t>(first + count));
+
+      // Values: per token, into the next columns of the token tiles.
+      h.value_codes.resize(tiles_for(first + count) * value_row_bytes);
+      h.value_meta.resize((first + count) * value_groups);
+      for (std::size_t i = 0; i < count; ++i) {
+        const std::size_t dense = first + i;
+        kernels_->quantize_value_token(&h.fp_values[slots_[i] * dim], dim, cfg_.value_group,
+                                       cfg_.value_bits, dense, &h.value_meta[dense * value_groups],
+                                       h.value_codes.data() + (dense / kTileCols) * value_row_bytes);
+      }
+      erase_slots(h.fp_keys, dim);
+      erase_slots(h.fp_values, dim);
+    }
+    quantized_positions_.insert(quantized_positions_.end(), positions, positions + count);
+    erase_slots(fp_positions_, 1);
+  }
+
+  // Removes the rows listed in slots_ (ascending) from a row-major array, keeping order.
+  template <class T>
+  void erase_slots(std::vector<T>& rows, std::size_t width) const {
+    if (slots_.empty()) return;
+    std::size_t write = slots_.front(), next = 0;
+    const std::size_t total = rows.size() / width;
+    for (std::size_t read = slots_.front(); read < total; ++read) {
+      if (next < slots_.size() && slots_[next] == read) {
+        ++next;
+        continue;
+      }
+      std::copy_n(&rows[read * width], width, &rows[write * width]);
+      ++write;
+    }
+    rows.resize(write * width);
+  }
+
+  CacheConfig cfg_;
+  Selector selector_;
+  const kernels::KernelTable* kernels_;
+  std::vector<Head> heads_;
+  std::size_t size_ = 0;
+  std::vector<std::size_t> fp_positions_;         // ascending, matches the selector
+  std::vector<std::size_t> quantized_positions_;  // demotion order
+  std::vector<std::size_t> slots_;                // scratch: FP slots being demoted
+  std::vector<float> gather_;                     // scratch: one key group
+};
+
+}  // namespace logquant

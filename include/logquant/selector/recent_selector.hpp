@@ -1,0 +1,20 @@
+// KIVI's selector (arXiv 2402.02750): the most recent tokens stay in full precision. Keys are
+// quantized per channel over a group of tokens, so tokens leave the window in groups: when a token
+// arrives with `recent` FP tokens held, the oldest `group` of them are demoted together. The FP
+// count therefore never exceeds `recent` and, once the window has filled, cycles between
+// recent - group + 1 and recent (group is clamped to recent). It is a sink window with no sink.
+#pragma once
+
+#include <cstddef>
+
+#include "sink_selector.hpp"
+
+namespace logquant {
+
+class RecentSelector : public SinkSelector {
+ public:
+  explicit RecentSelector(std::size_t recent, std::size_t group = kDefaultGroup)
+      : SinkSelector(0, recent, group) {}
+};
+
+}  // namespace logquant

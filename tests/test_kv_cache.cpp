@@ -1,0 +1,373 @@
+// KVCache: exact attention when nothing is quantized, agreement with softmax attention over the
+// dequantized cache for every selector and bit width (GQA included), chunking invariance bit for
+// bit, partial-state merging, the memory formula, and bad input leaving the cache unchanged.
+#include <gtest/gtest.h>
+
+#include <Eigen/Dense>
+#include <cmath>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <logquant/logquant.hpp>
+
+namespace {
+
+using namespace logquant;
+using Matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+struct Data {
+  std::vector<float> keys, values;  // [n][kv][dim]
+};
+
+// Keys with a few outlier channels and a sink-like first token, values Gaussian.
+Data make_data(std::size_t n, std::size_t kv, std::size_t dim, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd;
+  Data d;
+  d.keys.resize(n * kv * dim);
+  d.values.resize(n * kv * dim);
+  for (std::size_t t = 0; t < n; ++t)
+    for (std::size_t h = 0; h < kv; ++h)
+      for (std::size_t c = 0; c < dim; ++c) {
+        float k = nd(rng);
+        if (c % 16 == 3) k = 8.0f + 2.0f * k;  // outlier channels
+        if (t == 0) k *= 3.0f;
+        d.keys[(t * kv + h) * dim + c] = k;
+        d.values[(t * kv + h) * dim + c] = nd(rng);
+      }
+  return d;
+}
+
+std::vector<float> random_queries(std::size_t q_heads, std::size_t dim, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd;
+  std::vector<float> q(q_heads * dim);
+  for (float& x : q) x = nd(rng);
+  return q;
+}
+
+// softmax(scale q Kᵀ) V per query head, in double via Eigen, over keys/values [n][kv][dim].
+std::vector<float> reference_attention(const std::vector<float>& keys, const std::vector<float>& values,
+                                       std::size_t n, std::size_t kv, std::size_t dim,
+                                       const std::vector<float>& q, std::size_t q_heads, float scale) {
+  std::vector<float> out(q_heads * dim);
+  const std::size_t per_kv = q_heads / kv;
+  for (std::size_t h = 0; h < q_heads; ++h) {
+    const std::size_t g = h / per_kv;
+    Eigen::MatrixXd K(n, dim), V(n, dim);
+    for (std::size_t t = 0; t < n; ++t)
+      for (std::size_t c = 0; c < dim; ++c) {
+        K(t, c) = keys[(t * kv + g) * dim + c];
+        V(t, c) = values[(t * kv + g) * dim + c];
+      }
+    Eigen::VectorXd qv(dim);
+    for (std::size_t c = 0; c < dim; ++c) qv(c) = q[h * dim + c];
+    Eigen::VectorXd s = (K * qv) * static_cast<double>(scale);
+    s.array() -= s.maxCoeff();
+    Eigen::VectorXd p = s.array().exp();
+    p /= p.sum();
+    Eigen::VectorXd o = V.transpose() * p;
+    for (std::size_t c = 0; c < dim; ++c) out[h * dim + c] = static_cast<float>(o(c));
+  }
+  return out;
+}
+
+double relative_error(const std::vector<float>& a, const std::vector<float>& b) {
+  double num = 0, den = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+    den += double(b[i]) * b[i];
+  }
+  return std::sqrt(num / den);
+}
+
+template <class Selector>
+KVCache<Selector> filled(const CacheConfig& cfg, Selector sel, const Data& d, std::size_t n) {
+  KVCache<Selector> cache(cfg, sel);
+  cache.append(d.keys.data(), d.values.data(), n);
+  return cache;
+}
+
+template <class Selector>
+std::vector<float> attend(const KVCache<Selector>& cache, const std::vector<float>& q, std::size_t q_heads) {
+  std::vector<float> out(q.size());
+  cache.attend(q.data(), q_heads, out.data(), 1.0f / std::sqrt(float(cache.config().head_dim)));
+  return out;
+}
+
+CacheConfig config(std::size_t dim, std::size_t kv, unsigned kb = 2, unsigned vb = 2) {
+  CacheConfig cfg;
+  cfg.head_dim = dim;
+  cfg.kv_heads = kv;
+  cfg.key_bits = kb;
+  cfg.value_bits = vb;
+  return cfg;
+}
+
+// Full precision, and any cache whose budget still covers every token: exact softmax attention.
+// Tolerance 1e-5 relative: float accumulation over <= 600 tokens against a double reference.
+TEST(KVCache, FullPrecisionIsExact) {
+  const std::size_t dim = 64, kv = 2, n = 600, qh = 8;
+  const Data d = make_data(n, kv, dim, 1);
+  const auto q = random_queries(qh, dim, 2);
+  const float scale = 1.0f / 8.0f;
+  const auto ref = reference_attention(d.keys, d.values, n, kv, dim, q, qh, scale);
+  EXPECT_LT(relative_error(attend(filled(config(dim, kv), FullSelector(), d, n), q, qh), ref), 1e-5);
+  EXPECT_LT(relative_error(attend(filled(config(dim, kv), LogSelector(200), d, n), q, qh), ref), 1e-5);
+  EXPECT_LT(relative_error(attend(filled(config(dim, kv), RecentSelector(600), d, n), q, qh), ref), 1e-5);
+  EXPECT_LT(relative_error(attend(filled(config(dim, kv), SinkSelector(4, 596), d, n), q, qh), ref), 1e-5);
+}
+
+// attend on the packed codes equals softmax attention over the dequantized cache, up to the integer
+// rounding of its dot-product operands: the pre-scaled query per key group and the softmax weights
+// per 16-token value tile (one int8 digit against 2-bit codes, two digits against 4/8-bit codes; see
+// kernels/common.hpp). That rounding is independent of the quantization error, so we require it to
+// stay below a fifth of the cache's own error against exact attention (plus 2e-3 for float noise):
+// being independent, it then adds under 2% to the total error (sqrt(1 + 0.2^2) = 1.02).
+template <class Selector>
+void check_against_dequantized(const CacheConfig& cfg, Selector sel, std::size_t n, std::size_t qh) {
+  const Data d = make_data(n, cfg.kv_heads, cfg.head_dim, 3);
+  const auto cache = filled(cfg, sel, d, n);
+  ASSERT_GT(cache.quantized_size(), 0u);
+  std::vector<float> rk(d.keys.size()), rv(d.values.size());
+  cache.reconstruct(rk.data(), rv.data());
+  const auto q = random_queries(qh, cfg.head_dim, 4);
+  const float scale = 1.0f / std::sqrt(float(cfg.head_dim));
+  const auto ref = reference_attention(rk, rv, n, cfg.kv_heads, cfg.head_dim, q, qh, scale);
+  const auto exact = reference_attention(d.keys, d.values, n, cfg.kv_heads, cfg.head_dim, q, qh, scale);
+  const double err = relative_error(attend(cache, q, qh), ref);
+  const double quantization_err = relative_error(ref, exact);
+  EXPECT_LT(err, 0.2 * quantization_err + 2e-3)
+      << "bits " << cfg.key_bits << "/" << cfg.value_bits << " dim " << cfg.head_dim
+      << " quantization error " << quantization_err;
+}
+
+TEST(KVCache, AttendMatchesDequantizedReference) {
+  for (auto [kb, vb] : {std::pair<unsigned, unsigned>{2, 2}, {4, 4}, {8, 8}, {4, 2}, {2, 8}}) {
+    for (std::size_t dim : {8u, 64u, 80u, 128u}) {
+      check_against_dequantized(config(dim, 2, kb, vb), LogSelector(10), 700, 8);
+      check_against_dequantized(config(dim, 2, kb, vb), RecentSelector(48), 500, 2);
+      check_against_dequantized(config(dim, 1, kb, vb), SinkSelector(4, 40, 16), 450, 4);
+    }
+  }
+}
+
+// Reconstruction is exact for FP tokens and within half a step for quantized ones.
+TEST(KVCache, ReconstructKeepsFullPrecisionTokensExact) {
+  const CacheConfig cfg = config(32, 2);
+  const Data d = make_data(300, 2, 32, 9);
+  const auto cache = filled(cfg, LogSelector(8), d, 300);
+  std::vector<float> rk(d.keys.size()), rv(d.values.size());
+  cache.reconstruct(rk.data(), rv.data());
+  for (std::size_t p : cache.full_precision_positions())
+    for (std::size_t i = 0; i < 64; ++i) {
+      ASSERT_EQ(rk[p * 64 + i], d.keys[p * 64 + i]);
+      ASSERT_EQ(rv[p * 64 + i], d.values[p * 64 + i]);
+    }
+  EXPECT_EQ(cache.full_precision_positions().size() + cache.quantized_size(), 300u);
+}
+
+// One append of n tokens or any split of it: bit-identical attend output and memory.
+TEST(KVCache, ChunkingInvarianceIsBitExact) {
+  const CacheConfig cfg = config(64, 2, 2, 2);
+  const std::size_t n = 1000;
+  const Data d = make_data(n, 2, 64, 5);
+  const auto q = random_queries(4, 64, 6);
+  const auto whole = filled(cfg, LogSelector(12), d, n);
+  const auto expect = attend(whole, q, 4);
+  std::mt19937 rng(8);
+  for (int rep = 0; rep < 6; ++rep) {
+    KVCache<LogSelector> cache(cfg, LogSelector(12));
+    std::size_t done = 0;
+    while (done < n) {
+      const std::size_t step = std::min<std::size_t>(n - done, rng() % (rep < 3 ? 5 : 200));
+      cache.append(d.keys.data() + done * 128, d.values.data() + done * 128, step);
+      done += step;
+    }
+    ASSERT_EQ(attend(cache, q, 4), expect);
+    ASSERT_EQ(cache.memory_bytes(), whole.memory_bytes());
+    ASSERT_EQ(cache.full_precision_positions(), whole.full_precision_positions());
+  }
+}
+
+// Splitting the cache into parts (16-aligned in the quantized block) and merging the partial
+// states equals attending the whole; float summation order only (1e-6 relative).
+TEST(KVCache, MergedPartialStatesEqualWhole) {
+  const CacheConfig cfg = config(64, 2);
+  const Data d = make_data(900, 2, 64, 12);
+  const auto cache = filled(cfg, RecentSelector(100), d, 900);
+  const auto q = random_queries(6, 64, 13);
+  const auto expect = attend(cache, q, 6);
+  const std::size_t nq = cache.quantized_size();
+  for (std::vector<std::size_t> cuts : {std::vector<std::size_t>{0, 900}, {0, 16, 900},
+                                        {0, 320, nq, 900}, {0, 48, 512, nq, nq + 7, 900}}) {
+    AttentionState total(6, 64), part;
+    for (std::size_t i = 0; i + 1 < cuts.size(); ++i) {
+      cache.attend_partial(q.data(), 6, 0.125f, cuts[i], cuts[i + 1], part);
+      total.merge(part);
+    }
+    std::vector<float> out(q.size());
+    total.finalize(out.data());
+    EXPECT_LT(relative_error(out, expect), 1e-6);
+  }
+  AttentionState s;
+  EXPECT_THROW(cache.attend_partial(q.data(), 6, 0.125f, 5, 900, s), InvalidArgument);
+  EXPECT_THROW(cache.attend_partial(q.data(), 6, 0.125f, 0, 901, s), InvalidArgument);
+}
+
+// memory_bytes follows the formula documented in kv_cache.hpp.
+TEST(KVCache, MemoryMatchesDocumentedFormula) {
+  const std::size_t dim = 64, kv = 4, W = 20, n = 1000;
+  const CacheConfig cfg = config(dim, kv);
+  const Data d = make_data(n, kv, dim, 21);
+  const auto cache = filled(cfg, LogSelector(W), d, n);
+  const std::size_t nq = cache.quantized_size(), nf = cache.full_precision_size();
+  const std::size_t groups = nq / W;  // every LogQuant compression demotes W tokens
+  ASSERT_EQ(nq % W, 0u);
+  const std::size_t value_group = 64;  // the default for head_dim 64
+  const std::size_t key_codes = groups * logquant::tiles_for(W) * 16 * dim * 2 / 8;
+  const std::size_t value_codes = logquant::tiles_for(nq) * 16 * dim * 2 / 8;
+  const std::size_t meta = (groups * dim + nq * (dim / value_group)) * 4;
+  const std::size_t per_head = key_codes + value_codes + meta + groups * 8 + nf * dim * 8;
+  EXPECT_EQ(cache.memory_bytes(), kv * per_head + 8 * n);
+  const MemoryReport r = cache.memory();
+  EXPECT_EQ(r.code_bytes, kv * (key_codes + value_codes));
+  EXPECT_NEAR(r.quantized_bits_per_value(),
+              8.0 * (key_codes + value_codes + meta) / (2.0 * nq * dim), 1e-9);
+  // 2 bits + key padding (20 -> 32 rows) + per-channel and per-token metadata.
+  EXPECT_GT(r.quantized_bits_per_value(), 2.0);
+  EXPECT_LT(r.quantized_bits_per_value(), 3.7);
+}
+
+// LogQuant's error on a realistic cache is well below plain 2-bit with no FP tokens (every token
+// quantized in groups of 32, the same quantizer).
+TEST(KVCache, LogQuantBeatsPlainTwoBit) {
+  const std::size_t dim = 64, kv = 1, n = 2048, qh = 4;
+  Data d = make_data(n, kv, dim, 31);
+  // A query aligned with a few recent keys draws attention to them, as in decode.
+  auto q = random_queries(qh, dim, 32);
+  for (std::size_t h = 0; h < qh; ++h)
+    for (std::size_t c = 0; c < dim; ++c) q[h * dim + c] = 0.5f * q[h * dim + c] + d.keys[(n - 3) * dim + c];
+  const float scale = 0.125f;
+  const auto ref = reference_attention(d.keys, d.values, n, kv, dim, q, qh, scale);
+  const auto cache = filled(config(dim, kv), LogSelector(42), d, n);
+  const double log_err = relative_error(attend(cache, q, qh), ref);
+  // Plain 2-bit: quantize every token (keys per channel in groups of 32 tokens, values per token).
+  std::vector<float> pk(d.keys), pv(d.values);
+  using Q = GroupQuantizer<2>;
+  for (std::size_t t0 = 0; t0 < n; t0 += 32)
+    for (std::size_t c = 0; c < dim; ++c) {
+      std::uint8_t codes[32];
+      const GroupParams p = Q::quantize(&d.keys[t0 * dim + c], 32, dim, codes);
+      for (std::size_t j = 0; j < 32; ++j) pk[(t0 + j) * dim + c] = Q::decode(codes[j], p);
+    }
+  for (std::size_t t = 0; t < n; ++t) {
+    std::uint8_t codes[64];
+    const GroupParams p = Q::quantize(&d.values[t * dim], dim, 1, codes);
+    for (std::size_t c = 0; c < dim; ++c) pv[t * dim + c] = Q::decode(codes[c], p);
+  }
+  const double plain_err = relative_error(reference_attention(pk, pv, n, kv, dim, q, qh, scale), ref);
+  EXPECT_LT(log_err, 0.5 * plain_err) << "LogQuant " << log_err << " plain 2-bit " << plain_err;
+}
+
+template <class Selector>
+void expect_unchanged_after_throw(KVCache<Selector>& cache, const std::function<void()>& bad,
+                                  const std::string& needle) {
+  const std::size_t size = cache.size(), bytes = cache.memory_bytes();
+  const auto fp = cache.full_precision_positions();
+  try {
+    bad();
+    FAIL() << "no exception (expected one mentioning '" << needle << "')";
+  } catch (const InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(cache.size(), size);
+  EXPECT_EQ(cache.memory_bytes(), bytes);
+  EXPECT_EQ(cache.full_precision_positions(), fp);
+}
+
+TEST(KVCache, BadInputThrowsAndLeavesCacheUnchanged) {
+  const CacheConfig cfg = config(16, 2);
+  Data d = make_data(50, 2, 16, 41);
+  KVCache<LogSelector> cache(cfg, LogSelector(4));
+  std::vector<float> out(4 * 16);
+  const auto q = random_queries(4, 16, 42);
+  EXPECT_THROW(cache.attend(q.data(), 4, out.data(), 0.25f), InvalidArgument);  // empty cache
+  cache.append(d.keys.data(), d.values.data(), 20);
+
+  expect_unchanged_after_throw(cache, [&] { cache.append(nullptr, d.values.data(), 3); }, "keys is null");
+  expect_unchanged_after_throw(cache, [&] { cache.append(d.keys.data(), nullptr, 3); }, "values is null");
+  for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(), 1e6f}) {
+    Data b = d;
+    b.keys[20 * 32 + 29 * 1] = bad;  // in the 2nd token of the next append... 
+    b.keys[22 * 32 + 5] = bad;
+    expect_unchanged_after_throw(cache, [&] { cache.append(b.keys.data() + 20 * 32, b.values.data(), 10); }, "keys");
+    b = d;
+    b.values[25 * 32 + 1] = bad;
+    expect_unchanged_after_throw(cache, [&] { cache.append(d.keys.data(), b.values.data() + 20 * 32, 10); }, "values");
+  }
+  auto bad_q = q;
+  bad_q[7] = std::numeric_limits<float>::quiet_NaN();
+  expect_unchanged_after_throw(cache, [&] { cache.attend(bad_q.data(), 4, out.data(), 0.25f); }, "queries");
+  expect_unchanged_after_throw(cache, [&] { cache.attend(q.data(), 3, out.data(), 0.25f); }, "q_heads = 3");
+  expect_unchanged_after_throw(cache, [&] { cache.attend(q.data(), 0, out.data(), 0.25f); }, "q_heads = 0");
+  expect_unchanged_after_throw(cache, [&] { cache.attend(nullptr, 4, out.data(), 0.25f); }, "queries is null");
+  expect_unchanged_after_throw(cache, [&] { cache.attend(q.data(), 4, nullptr, 0.25f); }, "out is null");
+  cache.append(nullptr, nullptr, 0);  // zero tokens: a no-op, null allowed
+  EXPECT_EQ(cache.size(), 20u);
+
+  // Configuration errors name the field.
+  auto bad_cfg = [](auto mutate, const std::string& needle) {
+    CacheConfig c = config(64, 2);
+    mutate(c);
+    try {
+      KVCache<FullSelector> x(c, FullSelector());
+      FAIL() << needle;
+    } catch (const InvalidArgument& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  bad_cfg([](CacheConfig& c) { c.head_dim = 0; }, "head_dim");
+  bad_cfg([](CacheConfig& c) { c.kv_heads = 0; }, "kv_heads");
+  bad_cfg([](CacheConfig& c) { c.key_bits = 3; }, "key_bits");
+  bad_cfg([](CacheConfig& c) { c.value_bits = 1; }, "value_bits");
+  bad_cfg([](CacheConfig& c) { c.value_group = 24; }, "value_group");
+  bad_cfg([](CacheConfig& c) { c.value_group = 8; }, "value_group");  // not a multiple of 16
+}
+
+// A selector written by a user works with the cache: here, keep only the last token in FP and
+// demote in pairs.
+class PairSelector {
+ public:
+  std::size_t size() const { return seen_; }
+  std::vector<std::size_t> full_precision_positions() const {
+    std::vector<std::size_t> fp;
+    for (std::size_t p = first_; p < seen_; ++p) fp.push_back(p);
+    return fp;
+  }
+  void append(std::size_t n) { append(n, IgnoreDemotions{}); }
+  template <class F>
+  void append(std::size_t n, F&& on_demote) {
+    for (std::size_t i = 0; i < n; ++i) {
+      if (seen_ - first_ == 2) {
+        const std::size_t p[2] = {first_, first_ + 1};
+        first_ += 2;
+        on_demote(seen_, p, 2);
+      }
+      ++seen_;
+    }
+  }
+
+ private:
+  std::size_t seen_ = 0, first_ = 0;
+};
+
+TEST(KVCache, UserSelector) {
+  static_assert(is_selector_v<PairSelector>);
+  const CacheConfig cfg = config(16, 1);
+  check_against_dequantized(cfg, PairSelector(), 101, 2);
+}
+
+}  // namespace
