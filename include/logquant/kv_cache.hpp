@@ -30,6 +30,7 @@
 #include "kernels/dispatch.hpp"
 #include "quant/group_quantizer.hpp"
 #include "quant/tile_layout.hpp"
+#include "rotation.hpp"
 #include "selector/selector.hpp"
 
 namespace logquant {
@@ -44,6 +45,11 @@ struct CacheConfig {
   /// head_dim itself. 0 picks the largest multiple of 16 dividing head_dim that is <= 64, or
   /// head_dim when that would be below 32.
   std::size_t value_group = 0;
+  /// Rotate each head's channels (HadamardRotation) before caching: attention is unchanged in
+  /// exact arithmetic, outlier channels are spread so quantization loses less.
+  bool rotate = false;
+  /// Seed of the rotation's sign pattern.
+  std::uint64_t rotation_seed = 0x6c6f677175616e74ull;
 };
 
 /// Where a cache's bytes go. "Quantized value" counts keys and values separately.
@@ -118,7 +124,9 @@ class KVCache {
       : cfg_(detail::validated(config)),
         selector_(std::move(selector)),
         kernels_(&kernels),
-        heads_(cfg_.kv_heads) {
+        heads_(cfg_.kv_heads),
+        rotation_(cfg_.rotate ? HadamardRotation(cfg_.head_dim, cfg_.rotation_seed)
+                              : HadamardRotation()) {
     detail::require(selector_.size() == 0, "KVCache: the selector must be fresh (size() == 0)");
     for (Head& h : heads_) h.group_first.push_back(0);
   }
@@ -135,6 +143,16 @@ class KVCache {
     const std::size_t row = token_floats();
     detail::check_quantizable(keys, n * row, 1, "KVCache::append: keys");
     detail::check_quantizable(values, n * row, 1, "KVCache::append: values");
+    if (!rotation_.is_identity()) {
+      rotated_.assign(keys, keys + n * row);
+      rotated_.insert(rotated_.end(), values, values + n * row);
+      for (std::size_t i = 0; i < 2 * n * cfg_.kv_heads; ++i) rotation_.forward(&rotated_[i * cfg_.head_dim]);
+      // A rotation keeps each head's norm but can concentrate it in one channel.
+      detail::check_quantizable(rotated_.data(), n * row, 1, "KVCache::append: keys (rotated)");
+      detail::check_quantizable(rotated_.data() + n * row, n * row, 1, "KVCache::append: values (rotated)");
+      keys = rotated_.data();
+      values = rotated_.data() + n * row;
+    }
 
     std::size_t stored = 0;  // tokens of this call already moved into the FP block
     auto store_until = [&](std::size_t position) {
@@ -166,6 +184,20 @@ class KVCache {
   /// q_heads x head_dim and filled; merge the parts' states, then finalize.
   void attend_partial(const float* queries, std::size_t q_heads, float scale, std::size_t begin,
                       std::size_t end, AttentionState& state) const {
+    attend_partial(queries, q_heads, scale, begin, end, 0, cfg_.kv_heads, state);
+  }
+
+  /// The same over KV heads [kv_begin, kv_end) only, and the query heads that read them. The other
+  /// heads of `state` stay empty, and an empty head merges as a no-op, so parts split by token
+  /// range, by KV head or both merge into the whole (parallel.hpp splits both ways).
+  void attend_partial(const float* queries, std::size_t q_heads, float scale, std::size_t begin,
+                      std::size_t end, std::size_t kv_begin, std::size_t kv_end,
+                      AttentionState& state) const {
+    detail::require(kv_begin < kv_end && kv_end <= cfg_.kv_heads, [&] {
+      return "KVCache::attend_partial: KV-head range [" + std::to_string(kv_begin) + ", " +
+             std::to_string(kv_end) + ") is not a non-empty part of [0, kv_heads = " +
+             std::to_string(cfg_.kv_heads) + ")";
+    });
     check_queries(queries, q_heads, scale);
     detail::require(begin <= end && end <= size_, [&] {
       return "KVCache::attend_partial: range [" + std::to_string(begin) + ", " +
@@ -183,9 +215,10 @@ class KVCache {
     thread_local std::vector<float> scaled;
     scaled.resize(q_heads * dim);
     for (std::size_t i = 0; i < q_heads * dim; ++i) scaled[i] = queries[i] * scale;
+    for (std::size_t h = 0; h < q_heads; ++h) rotation_.forward(&scaled[h * dim]);
     state.reset(q_heads, dim);
 
-    for (std::size_t kv = 0; kv < cfg_.kv_heads; ++kv) {
+    for (std::size_t kv = kv_begin; kv < kv_end; ++kv) {
       const std::size_t h0 = kv * per_kv;
       const kernels::StateView st{&state.max[h0], &state.sum[h0], &state.acc[h0 * dim], per_kv};
       const float* q = &scaled[h0 * dim];
@@ -199,6 +232,8 @@ class KVCache {
             q, st);
       }
     }
+    // acc is a linear combination of rotated values: rotate it back (sums and maxima are unchanged).
+    for (std::size_t h = 0; h < q_heads; ++h) rotation_.inverse(&state.acc[h * dim]);
   }
 
   std::size_t size() const { return size_; }
@@ -232,7 +267,8 @@ class KVCache {
   }
 
   /// Debug accessor: the cache as attention sees it, [size()][kv_heads][head_dim] by position.
-  /// FP tokens are exact; quantized tokens are dequantized from their codes and metadata.
+  /// FP tokens are exact (up to float rounding of the rotation when config().rotate); quantized
+  /// tokens are dequantized from their codes and metadata.
   void reconstruct(float* keys, float* values) const {
     detail::require((keys != nullptr && values != nullptr) || size_ == 0,
                     "KVCache::reconstruct: keys and values must not be null");
@@ -267,10 +303,15 @@ class KVCache {
               p.min_f() + static_cast<float>(code) * p.scale_f();
         }
     }
+    for (std::size_t i = 0; i < size_ * cfg_.kv_heads; ++i) {
+      rotation_.inverse(keys + i * dim);
+      rotation_.inverse(values + i * dim);
+    }
   }
 
   const CacheConfig& config() const { return cfg_; }
   const Selector& selector() const { return selector_; }
+  const HadamardRotation& rotation() const { return rotation_; }
   /// The ISA whose kernels this cache runs.
   Isa isa() const { return kernels_->isa; }
   /// A view of one KV head's quantized block, as kernels see it.
@@ -406,6 +447,8 @@ class KVCache {
   std::vector<std::size_t> quantized_positions_;  // demotion order
   std::vector<std::size_t> slots_;                // scratch: FP slots being demoted
   std::vector<float> gather_;                     // scratch: one key group
+  HadamardRotation rotation_;                     // identity unless cfg_.rotate
+  std::vector<float> rotated_;                    // scratch: rotated keys and values of one append
 };
 
 }  // namespace logquant

@@ -9,6 +9,7 @@
 #include "kv_cache.hpp"
 #include "quant/group_quantizer.hpp"
 #include "quant/tile_layout.hpp"
+#include "rotation.hpp"
 #include "selector/full_selector.hpp"
 #include "selector/log_selector.hpp"
 #include "selector/recent_selector.hpp"
