@@ -20,6 +20,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <iosfwd>
 #include <limits>
 #include <string>
 #include <utility>
@@ -108,8 +109,18 @@ inline CacheConfig validated(CacheConfig cfg) {
           });
   return cfg;
 }
+
+// Save and load (serialize.hpp, included at the end of this header) reach the private state
+// through this friend; RestoreTag selects the constructor that accepts a non-fresh selector.
+template <class Selector>
+struct CacheSerializer;
+struct RestoreTag {};
 }  // namespace detail
 
+/// Concurrency: any number of threads may call the const members (attend, attend_partial, save,
+/// memory, reconstruct, ...) of a cache at once, as long as no thread is appending to it; append
+/// needs exclusive access. Attention scratch is thread_local, so concurrent attends share no
+/// mutable state (tests/test_concurrency.cpp checks this under ThreadSanitizer).
 template <class Selector>
 class KVCache {
   static_assert(is_selector_v<Selector>,
@@ -121,14 +132,27 @@ class KVCache {
   /// ISA of this CPU, or LOGQUANT_ISA).
   KVCache(const CacheConfig& config, Selector selector,
           const kernels::KernelTable& kernels = kernels::default_table())
-      : cfg_(detail::validated(config)),
-        selector_(std::move(selector)),
-        kernels_(&kernels),
-        heads_(cfg_.kv_heads),
-        rotation_(cfg_.rotate ? HadamardRotation(cfg_.head_dim, cfg_.rotation_seed)
-                              : HadamardRotation()) {
+      : KVCache(detail::RestoreTag{}, config, std::move(selector), kernels) {
     detail::require(selector_.size() == 0, "KVCache: the selector must be fresh (size() == 0)");
-    for (Head& h : heads_) h.group_first.push_back(0);
+  }
+
+  /// Writes the complete state (configuration, selector, every block) to `out` in the versioned
+  /// little-endian format of docs/format.md. Needs a serializable selector (selector.hpp).
+  void save(std::ostream& out) const { detail::CacheSerializer<Selector>::save(*this, out); }
+
+  /// Reads a cache that save() wrote with the same Selector type; it then attends bit for bit as
+  /// the saved one did and appends exactly as it would have. Reads nothing past the cache's end.
+  /// Throws FormatError naming the problem for a truncated, corrupted, other-version or
+  /// other-selector stream. The kernels are chosen here: the code layout is the same on every ISA.
+  static KVCache load(std::istream& in,
+                      const kernels::KernelTable& kernels = kernels::default_table()) {
+    return detail::CacheSerializer<Selector>::load(in, nullptr, kernels);
+  }
+  /// The same, and also throws FormatError when the stream's geometry or bit widths differ from
+  /// `expected` (value_group 0 in `expected` matches what it resolves to).
+  static KVCache load(std::istream& in, const CacheConfig& expected,
+                      const kernels::KernelTable& kernels = kernels::default_table()) {
+    return detail::CacheSerializer<Selector>::load(in, &expected, kernels);
   }
 
   /// Appends n tokens. keys and values are [n][kv_heads][head_dim] floats, keys after RoPE. Values
@@ -141,6 +165,11 @@ class KVCache {
       return "KVCache::append: n = " + std::to_string(n) + " would exceed 2^32 - 1 cached tokens";
     });
     const std::size_t row = token_floats();
+    // 2 * n * row below (the rotation's scratch) must not wrap; only a 32-bit size_t can get here.
+    detail::require(n <= std::numeric_limits<std::size_t>::max() / sizeof(float) / (2 * row), [&] {
+      return "KVCache::append: n = " + std::to_string(n) + " tokens of " + std::to_string(row) +
+             " floats overflow size_t";
+    });
     detail::check_quantizable(keys, n * row, 1, "KVCache::append: keys");
     detail::check_quantizable(values, n * row, 1, "KVCache::append: values");
     if (!rotation_.is_identity()) {
@@ -215,7 +244,7 @@ class KVCache {
     thread_local std::vector<float> scaled;
     scaled.resize(q_heads * dim);
     for (std::size_t i = 0; i < q_heads * dim; ++i) scaled[i] = queries[i] * scale;
-    for (std::size_t h = 0; h < q_heads; ++h) rotation_.forward(&scaled[h * dim]);
+    for (std::size_t h = kv_begin * per_kv; h < kv_end * per_kv; ++h) rotation_.forward(&scaled[h * dim]);
     state.reset(q_heads, dim);
 
     for (std::size_t kv = kv_begin; kv < kv_end; ++kv) {
@@ -233,7 +262,7 @@ class KVCache {
       }
     }
     // acc is a linear combination of rotated values: rotate it back (sums and maxima are unchanged).
-    for (std::size_t h = 0; h < q_heads; ++h) rotation_.inverse(&state.acc[h * dim]);
+    for (std::size_t h = kv_begin * per_kv; h < kv_end * per_kv; ++h) rotation_.inverse(&state.acc[h * dim]);
   }
 
   std::size_t size() const { return size_; }
@@ -334,6 +363,19 @@ class KVCache {
   }
 
  private:
+  friend struct detail::CacheSerializer<Selector>;
+
+  KVCache(detail::RestoreTag, const CacheConfig& config, Selector selector,
+          const kernels::KernelTable& kernels)
+      : cfg_(detail::validated(config)),
+        selector_(std::move(selector)),
+        kernels_(&kernels),
+        heads_(cfg_.kv_heads),
+        rotation_(cfg_.rotate ? HadamardRotation(cfg_.head_dim, cfg_.rotation_seed)
+                              : HadamardRotation()) {
+    for (Head& h : heads_) h.group_first.push_back(0);
+  }
+
   struct Head {
     std::vector<std::uint8_t> key_codes;
     std::vector<GroupParams> key_meta;         // [groups][head_dim]
@@ -352,12 +394,27 @@ class KVCache {
       return "KVCache::attend: q_heads = " + std::to_string(q_heads) +
              " (expected a positive multiple of kv_heads = " + std::to_string(cfg_.kv_heads) + ")";
     });
+    // q_heads * head_dim floats are read and allocated: the product must not wrap.
+    detail::require(q_heads <= std::numeric_limits<std::size_t>::max() / sizeof(float) / cfg_.head_dim,
+                    [&] {
+                      return "KVCache::attend: q_heads = " + std::to_string(q_heads) +
+                             " times head_dim overflows size_t";
+                    });
     detail::require(std::isfinite(scale), "KVCache::attend: scale must be finite");
-    for (std::size_t i = 0; i < q_heads * cfg_.head_dim; ++i)
+    // Bounding queries * scale keeps every score finite: |q.k| <= 1e24 * sqrt(4096) (rotation)
+    // * 65504 * 4096 < 2e34. Unbounded, a finite 1e30 query made the int8 query factors
+    // inf * 0 = NaN (undefined on conversion to int) and a 3e38 one an empty softmax state.
+    constexpr float kMaxScaledQuery = 1e24f;
+    for (std::size_t i = 0; i < q_heads * cfg_.head_dim; ++i) {
       detail::require(std::isfinite(queries[i]), [&] {
         return "KVCache::attend: queries has a NaN or infinite value at element " +
                std::to_string(i);
       });
+      detail::require(std::fabs(queries[i] * scale) <= kMaxScaledQuery, [&] {
+        return "KVCache::attend: queries[" + std::to_string(i) + "] * scale = " +
+               std::to_string(queries[i] * scale) + " (expected within +-1e24)";
+      });
+    }
   }
 
   // Moves the token at `position` ([kv_heads][head_dim] keys and values) into the FP block.
@@ -452,3 +509,6 @@ class KVCache {
 };
 
 }  // namespace logquant
+
+// KVCache::save and load are defined there; it includes this header first.
+#include "serialize.hpp"

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <vector>
 
 #include "selector.hpp"
@@ -21,6 +22,18 @@ class FullSelector {
   template <class OnDemote>
   void append(std::size_t n, OnDemote&&) {
     seen_ += n;
+  }
+
+  /// Serialization (selector.hpp): the state is the one word size().
+  static constexpr const char* kStateName = "full";
+  std::vector<std::uint64_t> save_state() const { return {seen_}; }
+  static FullSelector load_state(const std::vector<std::uint64_t>& state) {
+    detail::state_require(state.size() == 1, "FullSelector", [&] {
+      return std::to_string(state.size()) + " words (expected 1)";
+    });
+    FullSelector s;
+    s.seen_ = detail::state_word(state, 0, "FullSelector", "size");
+    return s;
   }
 
  private:

@@ -6,6 +6,9 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
 
 #include "sink_selector.hpp"
 
@@ -15,6 +18,19 @@ class RecentSelector : public SinkSelector {
  public:
   explicit RecentSelector(std::size_t recent, std::size_t group = kDefaultGroup)
       : SinkSelector(0, recent, group) {}
+
+  /// Serialization (selector.hpp): SinkSelector's state with sink = 0, under its own name so a
+  /// file says which of the two wrote it.
+  static constexpr const char* kStateName = "recent";
+  static RecentSelector load_state(const std::vector<std::uint64_t>& state) {
+    const SinkSelector base = SinkSelector::load_state(state);
+    detail::state_require(base.sink() == 0, "RecentSelector", [&] {
+      return "sink = " + std::to_string(base.sink()) + " (expected 0)";
+    });
+    RecentSelector s(base.recent(), base.group());
+    static_cast<SinkSelector&>(s) = base;
+    return s;
+  }
 };
 
 }  // namespace logquant

@@ -5,7 +5,10 @@
 #pragma once
 
 #include <algorithm>
+#include <type_traits>
 #include <cstddef>
+#include <cstdint>
+#include <string>
 #include <vector>
 
 #include "../error.hpp"
@@ -49,6 +52,32 @@ class SinkSelector {
       }
       ++seen_;
     }
+  }
+
+  /// Serialization (selector.hpp). The state is sink, recent, group (as clamped) and size(); the
+  /// start of the recent window follows from them.
+  static constexpr const char* kStateName = "sink";
+  std::vector<std::uint64_t> save_state() const { return {sink_, recent_, group_, seen_}; }
+  static SinkSelector load_state(const std::vector<std::uint64_t>& state) {
+    const char* name = "SinkSelector";
+    detail::state_require(state.size() == 4, name, [&] {
+      return std::to_string(state.size()) + " words (expected 4)";
+    });
+    const std::size_t sink = detail::state_word(state, 0, name, "sink");
+    const std::size_t recent = detail::state_word(state, 1, name, "recent");
+    const std::size_t group = detail::state_word(state, 2, name, "group");
+    const std::size_t seen = detail::state_word(state, 3, name, "size");
+    detail::state_require(recent >= 1 && group >= 1 && group <= recent, name, [&] {
+      return "recent = " + std::to_string(recent) + ", group = " + std::to_string(group) +
+             " (expected 1 <= group <= recent)";
+    });
+    SinkSelector s(sink, recent, group);
+    s.seen_ = seen;
+    // Demotions happen as tokens sink + recent + j * group arrive (j = 0, 1, ...). Nothing here
+    // overflows: it only runs when seen - sink > recent >= group.
+    if (seen > sink && seen - sink > recent)
+      s.first_ = sink + ((seen - 1 - sink - recent) / group + 1) * group;
+    return s;
   }
 
  private:

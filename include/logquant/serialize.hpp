@@ -1,0 +1,690 @@
+// Saving and restoring a KVCache: the byte format of docs/format.md, written and read here. The
+// format is versioned and explicitly little-endian; a header and a fixed sequence of sections, each
+// framed by a tag, an exact length and a CRC-32C. Every length a reader meets is checked against
+// the one the already-verified configuration implies before anything is allocated, and arrays are
+// read in bounded chunks, so a hostile stream costs at most what it actually contains.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <ios>
+#include <istream>
+#include <limits>
+#include <ostream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "error.hpp"
+#include "fp16.hpp"
+#include "kernels/kernel_table.hpp"
+#include "kv_cache.hpp"
+#include "quant/group_quantizer.hpp"
+#include "quant/tile_layout.hpp"
+#include "selector/selector.hpp"
+
+namespace logquant {
+
+/// The format version save() writes and load() reads (docs/format.md). Any change to the bytes,
+/// the code layout of quant/tile_layout.hpp included, needs a new number.
+inline constexpr std::uint32_t kFormatVersion = 1;
+
+namespace detail {
+
+// CRC-32C (Castagnoli, reflected polynomial 0x82F63B78): detects every error burst of up to 32
+// bits, so every change confined to one byte. Slicing-by-8 tables (8 KiB), portable and a few
+// GB/s, so checksums cost little next to the stream I/O they guard.
+struct Crc32cTables {
+  std::uint32_t t[8][256];
+  constexpr Crc32cTables() : t{} {
+    for (std::uint32_t i = 0; i < 256; ++i) {
+      std::uint32_t c = i;
+      for (int k = 0; k < 8; ++k) c = (c & 1u) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+      t[0][i] = c;
+    }
+    for (int k = 1; k < 8; ++k)
+      for (std::uint32_t i = 0; i < 256; ++i) t[k][i] = (t[k - 1][i] >> 8) ^ t[0][t[k - 1][i] & 0xffu];
+  }
+};
+inline constexpr Crc32cTables kCrc32c{};
+
+/// Continues a CRC-32C: crc32c_update(crc32c_update(0, a), b) is the CRC of a followed by b.
+inline std::uint32_t crc32c_update(std::uint32_t crc, const void* data, std::size_t n) {
+  const auto* p = static_cast<const std::uint8_t*>(data);
+  const std::uint32_t(&t)[8][256] = kCrc32c.t;
+  auto le32 = [](const std::uint8_t* q) {
+    return static_cast<std::uint32_t>(q[0]) | static_cast<std::uint32_t>(q[1]) << 8 |
+           static_cast<std::uint32_t>(q[2]) << 16 | static_cast<std::uint32_t>(q[3]) << 24;
+  };
+  crc = ~crc;
+  for (; n >= 8; n -= 8, p += 8) {
+    const std::uint32_t lo = crc ^ le32(p), hi = le32(p + 4);
+    crc = t[7][lo & 0xffu] ^ t[6][(lo >> 8) & 0xffu] ^ t[5][(lo >> 16) & 0xffu] ^ t[4][lo >> 24] ^
+          t[3][hi & 0xffu] ^ t[2][(hi >> 8) & 0xffu] ^ t[1][(hi >> 16) & 0xffu] ^ t[0][hi >> 24];
+  }
+  for (; n > 0; --n, ++p) crc = t[0][(crc ^ *p) & 0xffu] ^ (crc >> 8);
+  return ~crc;
+}
+inline std::uint32_t crc32c(const void* data, std::size_t n) { return crc32c_update(0, data, n); }
+
+// Fixed facts of format version 1 (docs/format.md).
+inline constexpr std::uint8_t kFormatMagic[8] = {0x89, 'L', 'Q', 'K', 'V', '\r', '\n', 0x1a};
+inline constexpr std::size_t kHeaderBytes = 20;       // magic, version, flags, CRC
+inline constexpr std::size_t kConfigBytes = 72;       // CONF payload
+inline constexpr std::size_t kStateNameBytes = 16;    // selector name field in CONF
+inline constexpr std::size_t kSectionFrameBytes = 16; // tag + length + CRC
+inline constexpr std::size_t kIoChunkBytes = 1 << 16; // the most read or buffered at once
+
+constexpr std::size_t cstring_length(const char* s) {
+  std::size_t n = 0;
+  while (s[n] != '\0') ++n;
+  return n;
+}
+
+inline void store_le(std::uint8_t* p, std::uint64_t v, std::size_t bytes) {
+  for (std::size_t i = 0; i < bytes; ++i) p[i] = static_cast<std::uint8_t>(v >> (8 * i));
+}
+inline std::uint64_t load_le(const std::uint8_t* p, std::size_t bytes) {
+  std::uint64_t v = 0;
+  for (std::size_t i = 0; i < bytes; ++i) v |= static_cast<std::uint64_t>(p[i]) << (8 * i);
+  return v;
+}
+
+[[noreturn]] inline void format_fail(const std::string& what) {
+  throw FormatError("logquant: KVCache::load: " + what);
+}
+template <class MakeMessage>
+inline void format_require(bool ok, MakeMessage&& make_message) {
+  if (!ok) format_fail(std::string(make_message()));
+}
+
+// a * b and a + b for sizes read from a stream; overflow is a format error, not a wrap.
+inline std::uint64_t checked_mul(std::uint64_t a, std::uint64_t b, const char* what) {
+  format_require(b == 0 || a <= std::numeric_limits<std::uint64_t>::max() / b,
+                 [&] { return std::string(what) + " overflows 64 bits"; });
+  return a * b;
+}
+inline std::uint64_t checked_add(std::uint64_t a, std::uint64_t b, const char* what) {
+  format_require(a <= std::numeric_limits<std::uint64_t>::max() - b,
+                 [&] { return std::string(what) + " overflows 64 bits"; });
+  return a + b;
+}
+inline std::size_t to_size(std::uint64_t v, const char* what) {
+  format_require(v <= std::numeric_limits<std::size_t>::max(),
+                 [&] { return std::string(what) + " = " + std::to_string(v) + " exceeds size_t"; });
+  return static_cast<std::size_t>(v);
+}
+
+// Writes little-endian integers through a small buffer, keeping the running CRC of the current
+// section and checking that each section gets exactly the length announced in its frame.
+class FormatWriter {
+ public:
+  explicit FormatWriter(std::ostream& out) : out_(out) { buffer_.reserve(kIoChunkBytes); }
+
+  void header() {
+    std::uint8_t h[kHeaderBytes];
+    std::memcpy(h, kFormatMagic, 8);
+    store_le(h + 8, kFormatVersion, 4);
+    store_le(h + 12, 0, 4);  // flags: none defined
+    store_le(h + 16, crc32c(h, 16), 4);
+    put(h, sizeof h);
+  }
+
+  void begin_section(const char* tag, std::uint64_t length) {
+    std::uint8_t frame[12];
+    std::memcpy(frame, tag, 4);
+    store_le(frame + 4, length, 8);
+    crc_ = 0;
+    left_ = 12;  // the frame itself is part of the checksum
+    bytes(frame, sizeof frame);
+    left_ = length;
+  }
+  void end_section() {
+    if (left_ != 0) throw std::logic_error("logquant: KVCache::save: section length mismatch");
+    std::uint8_t c[4];
+    store_le(c, crc_, 4);
+    put(c, 4);
+  }
+
+  void u8(std::uint64_t v) { integer(v, 1); }
+  void u32(std::uint64_t v) { integer(v, 4); }
+  void u64(std::uint64_t v) { integer(v, 8); }
+  void bytes(const void* data, std::size_t n) {
+    if (n > left_) throw std::logic_error("logquant: KVCache::save: section length mismatch");
+    left_ -= n;
+    crc_ = crc32c_update(crc_, data, n);
+    put(data, n);
+  }
+  // `count` elements, each encoded by encode(element, uint8_t* out) into `size` bytes, a chunk at
+  // a time (one checksum and buffer call per chunk, not per element).
+  template <class T, class Encode>
+  void array(const std::vector<T>& v, std::size_t size, Encode encode) {
+    std::uint8_t chunk[4096];
+    for (std::size_t i = 0; i < v.size();) {
+      const std::size_t n = std::min(v.size() - i, sizeof chunk / size);
+      for (std::size_t j = 0; j < n; ++j) encode(v[i + j], chunk + j * size);
+      bytes(chunk, n * size);
+      i += n;
+    }
+  }
+
+  void finish() {
+    flush();
+    if (!out_) throw std::ios_base::failure("logquant: KVCache::save: writing to the stream failed");
+  }
+
+ private:
+  void integer(std::uint64_t v, std::size_t n) {
+    std::uint8_t b[8] = {};  // GCC 12 (aarch64) -Wmaybe-uninitialized: b passed as const void*
+    store_le(b, v, n);
+    bytes(b, n);
+  }
+  void put(const void* data, std::size_t n) {
+    const auto* p = static_cast<const std::uint8_t*>(data);
+    if (buffer_.size() + n > kIoChunkBytes) flush();
+    if (n >= kIoChunkBytes) {
+      out_.write(reinterpret_cast<const char*>(p), static_cast<std::streamsize>(n));
+      return;
+    }
+    buffer_.insert(buffer_.end(), p, p + n);
+  }
+  void flush() {
+    if (!buffer_.empty())
+      out_.write(reinterpret_cast<const char*>(buffer_.data()),
+                 static_cast<std::streamsize>(buffer_.size()));
+    buffer_.clear();
+  }
+
+  std::ostream& out_;
+  std::vector<std::uint8_t> buffer_;
+  std::uint32_t crc_ = 0;
+  std::uint64_t left_ = 0;
+};
+
+// Reads exactly the bytes asked for (never past the cache's end), in chunks of at most
+// kIoChunkBytes, keeping the current section's CRC and remaining length.
+class FormatReader {
+ public:
+  explicit FormatReader(std::istream& in) : in_(in) {}
+
+  // The header's magic and version are checked before its CRC, so a file from another version
+  // says so instead of reporting a checksum error.
+  void header() {
+    std::uint8_t h[kHeaderBytes];
+    raw(h, sizeof h, "the header");
+    format_require(std::memcmp(h, kFormatMagic, 8) == 0,
+                   [] { return "not a logquant cache (bad magic bytes)"; });
+    const std::uint64_t version = load_le(h + 8, 4);
+    format_require(version == kFormatVersion, [&] {
+      return "format version " + std::to_string(version) + "; this build reads version " +
+             std::to_string(kFormatVersion);
+    });
+    format_require(load_le(h + 16, 4) == crc32c(h, 16),
+                   [] { return "checksum mismatch in the header (corrupted)"; });
+    const std::uint64_t flags = load_le(h + 12, 4);
+    format_require(flags == 0, [&] {
+      return "unknown header flags " + std::to_string(flags) + " (expected 0)";
+    });
+  }
+
+  // Reads a frame and requires its tag and length to be the ones expected at this point.
+  void begin_section(const char* tag, std::uint64_t expected_length, std::string name) {
+    name_ = std::move(name);
+    std::uint8_t frame[12];
+    raw(frame, sizeof frame, "its frame");
+    format_require(std::memcmp(frame, tag, 4) == 0, [&] {
+      return "expected " + name_ + " but found tag '" + printable(frame, 4) + "' (corrupted)";
+    });
+    const std::uint64_t length = load_le(frame + 4, 8);
+    format_require(length == expected_length, [&] {
+      return name_ + " claims " + std::to_string(length) + " bytes where the configuration implies " +
+             std::to_string(expected_length) + " (corrupted)";
+    });
+    crc_ = crc32c(frame, sizeof frame);
+    left_ = length;
+  }
+  void end_section() {
+    if (left_ != 0) throw std::logic_error("logquant: KVCache::load: section not fully parsed");
+    std::uint8_t c[4];
+    raw(c, 4, "its checksum");
+    format_require(load_le(c, 4) == crc_,
+                   [&] { return "checksum mismatch in " + name_ + " (corrupted)"; });
+  }
+
+  std::uint64_t u8() { return integer(1); }
+  std::uint64_t u32() { return integer(4); }
+  std::uint64_t u64() { return integer(8); }
+  void bytes(std::uint8_t* dst, std::size_t n) {
+    take(n);
+    raw(dst, n, "its payload");
+    crc_ = crc32c_update(crc_, dst, n);
+  }
+
+  // Reads `count` elements of `size` bytes each, decoded by `decode(const uint8_t*)`, into out.
+  // Memory grows with what has actually arrived, never with the claimed count alone.
+  template <class T, class Decode>
+  void array(std::vector<T>& out, std::size_t count, std::size_t size, Decode decode) {
+    out.clear();
+    chunk_.resize(std::min(count, kIoChunkBytes / size) * size);
+    while (out.size() < count) {
+      const std::size_t start = out.size(), n = std::min(count - start, kIoChunkBytes / size);
+      bytes(chunk_.data(), n * size);
+      out.resize(start + n);
+      for (std::size_t i = 0; i < n; ++i) out[start + i] = decode(chunk_.data() + i * size);
+    }
+  }
+  void byte_array(std::vector<std::uint8_t>& out, std::size_t count) {
+    out.clear();
+    while (out.size() < count) {
+      const std::size_t start = out.size(), n = std::min(count - start, kIoChunkBytes);
+      out.resize(start + n);
+      bytes(out.data() + start, n);
+    }
+  }
+
+ private:
+  static std::string printable(const std::uint8_t* p, std::size_t n) {
+    std::string s;
+    for (std::size_t i = 0; i < n; ++i)
+      s += (p[i] >= 0x20 && p[i] < 0x7f) ? static_cast<char>(p[i]) : '?';
+    return s;
+  }
+  void take(std::size_t n) {
+    if (n > left_) throw std::logic_error("logquant: KVCache::load: read past a section");
+    left_ -= n;
+  }
+  std::uint64_t integer(std::size_t n) {
+    std::uint8_t b[8];
+    bytes(b, n);
+    return load_le(b, n);
+  }
+  // Reads n bytes or reports where the stream ended. A stream with exceptions enabled throws
+  // std::ios_base::failure instead; CacheSerializer::load turns that into the same FormatError.
+  void raw(std::uint8_t* dst, std::size_t n, const char* part) {
+    in_.read(reinterpret_cast<char*>(dst), static_cast<std::streamsize>(n));
+    const auto got = static_cast<std::size_t>(in_.gcount());
+    offset_ += got;
+    format_require(got == n, [&] {
+      return "truncated: the stream ended at byte " + std::to_string(offset_) + " in " +
+             (name_.empty() ? std::string("the header") : name_ + " (" + part + ")") +
+             ", " + std::to_string(n - got) + " more bytes needed";
+    });
+  }
+
+  std::istream& in_;
+  std::string name_;
+  std::uint32_t crc_ = 0;
+  std::uint64_t left_ = 0;
+  std::uint64_t offset_ = 0;
+  std::vector<std::uint8_t> chunk_;
+};
+
+inline GroupParams decode_group_params(const std::uint8_t* p) {
+  GroupParams g;
+  g.scale = static_cast<std::uint16_t>(load_le(p, 2));
+  g.min = static_cast<std::uint16_t>(load_le(p + 2, 2));
+  return g;
+}
+inline float decode_f32(const std::uint8_t* p) {
+  return bits_float(static_cast<std::uint32_t>(load_le(p, 4)));
+}
+inline std::uint32_t decode_u32(const std::uint8_t* p) {
+  return static_cast<std::uint32_t>(load_le(p, 4));
+}
+
+// The sizes of one head's arrays, all implied by the configuration and the token counts.
+struct HeadSizes {
+  std::size_t key_code_bytes, key_meta, value_code_bytes, value_meta, fp_floats;
+  std::uint64_t section_bytes;  // HEAD payload: head index + the arrays
+};
+
+inline HeadSizes head_sizes(const CacheConfig& cfg, std::uint64_t key_tile_rows, std::uint64_t nq,
+                            std::uint64_t groups, std::uint64_t nfp) {
+  const std::uint64_t col_tiles = tiles_for(cfg.head_dim), dim = cfg.head_dim;
+  const char* what = "the size of a HEAD section";
+  HeadSizes s{};
+  const std::uint64_t key_codes = checked_mul(
+      checked_mul(key_tile_rows, col_tiles, what), tile_bytes(cfg.key_bits), what);
+  const std::uint64_t key_meta = checked_mul(groups, dim, what);
+  const std::uint64_t value_codes = checked_mul(
+      checked_mul(tiles_for(static_cast<std::size_t>(nq)), col_tiles, what),
+      tile_bytes(cfg.value_bits), what);
+  const std::uint64_t value_meta = checked_mul(nq, dim / cfg.value_group, what);
+  const std::uint64_t fp_floats = checked_mul(nfp, dim, what);
+  std::uint64_t total = 4;
+  total = checked_add(total, key_codes, what);
+  total = checked_add(total, checked_mul(key_meta, 4, what), what);
+  total = checked_add(total, value_codes, what);
+  total = checked_add(total, checked_mul(value_meta, 4, what), what);
+  total = checked_add(total, checked_mul(fp_floats, 8, what), what);
+  s.key_code_bytes = to_size(key_codes, "key code bytes");
+  s.key_meta = to_size(key_meta, "key metadata entries");
+  s.value_code_bytes = to_size(value_codes, "value code bytes");
+  s.value_meta = to_size(value_meta, "value metadata entries");
+  s.fp_floats = to_size(fp_floats, "full-precision floats");
+  s.section_bytes = total;
+  return s;
+}
+
+// Metadata the quantizer can produce: finite fp16, scale not negative (not even -0).
+inline bool valid_group_params(GroupParams p) {
+  return (p.scale & 0x8000u) == 0 && std::isfinite(p.scale_f()) && std::isfinite(p.min_f());
+}
+
+// True when every code of the tile at `tile` whose (row, col) fails `used(row, col)` is zero.
+template <class Used>
+inline bool padding_is_zero(const std::uint8_t* tile, unsigned bits, Used&& used) {
+  for (std::size_t r = 0; r < kTileRows; ++r)
+    for (std::size_t c = 0; c < kTileCols; ++c)
+      if (!used(r, c) && tile_get(tile, bits, r, c) != 0) return false;
+  return true;
+}
+
+template <class Selector>
+struct CacheSerializer {
+  using Cache = KVCache<Selector>;
+  static_assert(is_serializable_selector_v<Selector>,
+                "KVCache::save and KVCache::load need a selector with `static constexpr const "
+                "char* kStateName`, `std::vector<std::uint64_t> save_state() const` and `static "
+                "Selector load_state(const std::vector<std::uint64_t>&)` returning this exact "
+                "type; see selector/selector.hpp");
+  static_assert(cstring_length(Selector::kStateName) >= 1 &&
+                    cstring_length(Selector::kStateName) <= kStateNameBytes,
+                "Selector::kStateName must be 1 to 16 bytes long");
+#if defined(__x86_64__) || defined(__aarch64__) || defined(_M_X64) || defined(_M_ARM64)
+  static_assert(sizeof(CacheConfig) == 48,
+                "CacheConfig changed: save its new fields in serialize.hpp, describe them in "
+                "docs/format.md and raise kFormatVersion");
+#endif
+
+  static void save(const Cache& c, std::ostream& out) {
+    const CacheConfig& cfg = c.cfg_;
+    const std::vector<std::uint64_t> state = c.selector_.save_state();
+    const std::size_t nq = c.quantized_positions_.size();
+    const std::size_t groups = c.heads_.front().group_tile_row.size();
+
+    FormatWriter w(out);
+    w.header();
+
+    w.begin_section("CONF", kConfigBytes);
+    w.u32(cfg.head_dim);
+    w.u32(cfg.kv_heads);
+    w.u8(cfg.key_bits);
+    w.u8(cfg.value_bits);
+    w.u8(cfg.rotate ? 1 : 0);
+    w.u8(0);
+    w.u32(cfg.value_group);
+    w.u64(cfg.rotation_seed);
+    w.u64(c.size_);
+    w.u64(nq);
+    w.u64(groups);
+    w.u64(state.size());
+    std::uint8_t name[kStateNameBytes] = {};
+    std::memcpy(name, Selector::kStateName, cstring_length(Selector::kStateName));
+    w.bytes(name, sizeof name);
+    w.end_section();
+
+    auto u32 = [](std::uint64_t x, std::uint8_t* out) { store_le(out, x, 4); };
+    auto params = [](GroupParams p, std::uint8_t* out) {
+      store_le(out, p.scale, 2);
+      store_le(out + 2, p.min, 2);
+    };
+    auto f32 = [](float x, std::uint8_t* out) { store_le(out, float_bits(x), 4); };
+
+    w.begin_section("SELS", 8 * static_cast<std::uint64_t>(state.size()));
+    w.array(state, 8, [](std::uint64_t x, std::uint8_t* out) { store_le(out, x, 8); });
+    w.end_section();
+
+    const std::vector<std::uint32_t>& first = c.heads_.front().group_first;
+    std::vector<std::uint32_t> group_sizes(groups);
+    for (std::size_t g = 0; g < groups; ++g) group_sizes[g] = first[g + 1] - first[g];
+    w.begin_section("TOKS", 4 * (static_cast<std::uint64_t>(c.size_) + groups));
+    w.array(c.quantized_positions_, 4, u32);
+    w.array(c.fp_positions_, 4, u32);
+    w.array(group_sizes, 4, u32);
+    w.end_section();
+
+    for (std::size_t kv = 0; kv < cfg.kv_heads; ++kv) {
+      const auto& h = c.heads_[kv];
+      w.begin_section("HEAD", 4 + h.key_codes.size() + 4 * h.key_meta.size() +
+                                  h.value_codes.size() + 4 * h.value_meta.size() +
+                                  4 * (h.fp_keys.size() + h.fp_values.size()));
+      w.u32(kv);
+      w.bytes(h.key_codes.data(), h.key_codes.size());
+      w.array(h.key_meta, 4, params);
+      w.bytes(h.value_codes.data(), h.value_codes.size());
+      w.array(h.value_meta, 4, params);
+      w.array(h.fp_keys, 4, f32);
+      w.array(h.fp_values, 4, f32);
+      w.end_section();
+    }
+    w.finish();
+  }
+
+  static Cache load(std::istream& in, const CacheConfig* expected,
+                    const kernels::KernelTable& kernels) {
+    // A bad `expected` is the caller's argument error, not the stream's.
+    const CacheConfig want = expected ? validated(*expected) : CacheConfig{};
+    try {
+      return parse(in, expected ? &want : nullptr, kernels);
+    } catch (const InvalidArgument& e) {  // a check shared with append/validated() tripped
+      const std::string what = e.what(), prefix = "logquant: ";
+      format_fail(what.compare(0, prefix.size(), prefix) == 0 ? what.substr(prefix.size()) : what);
+    } catch (const std::ios_base::failure& e) {
+      format_fail(std::string("the stream failed: ") + e.what());
+    }
+  }
+
+ private:
+  static Cache parse(std::istream& in, const CacheConfig* expected,
+                     const kernels::KernelTable& kernels) {
+    FormatReader r(in);
+    r.header();
+
+    // CONF: everything else's length follows from it.
+    r.begin_section("CONF", kConfigBytes, "section CONF");
+    CacheConfig cfg;
+    const std::uint64_t head_dim = r.u32(), kv_heads = r.u32();
+    cfg.key_bits = static_cast<unsigned>(r.u8());
+    cfg.value_bits = static_cast<unsigned>(r.u8());
+    const std::uint64_t rotate = r.u8(), reserved = r.u8();
+    const std::uint64_t value_group = r.u32();
+    cfg.rotation_seed = r.u64();
+    const std::uint64_t size = r.u64(), nq = r.u64(), groups = r.u64(), words = r.u64();
+    std::uint8_t name[kStateNameBytes];
+    r.bytes(name, sizeof name);
+    r.end_section();
+
+    const std::size_t name_length = cstring_length(Selector::kStateName);
+    const bool name_ok = std::memcmp(name, Selector::kStateName, name_length) == 0 &&
+                         std::all_of(name + name_length, name + kStateNameBytes,
+                                     [](std::uint8_t b) { return b == 0; });
+    format_require(name_ok, [&] {
+      std::string found;
+      for (std::size_t i = 0; i < kStateNameBytes && name[i] != 0; ++i)
+        found += (name[i] >= 0x20 && name[i] < 0x7f) ? static_cast<char>(name[i]) : '?';
+      return "the stream holds a cache with selector '" + found + "', not '" +
+             Selector::kStateName + "'";
+    });
+    format_require(rotate <= 1 && reserved == 0, [&] {
+      return "CONF flags: rotate = " + std::to_string(rotate) + ", reserved = " +
+             std::to_string(reserved) + " (expected 0 or 1, and 0)";
+    });
+    format_require(value_group != 0, [] { return "CONF: value_group = 0 (expected resolved)"; });
+    cfg.head_dim = static_cast<std::size_t>(head_dim);
+    cfg.kv_heads = static_cast<std::size_t>(kv_heads);
+    cfg.value_group = static_cast<std::size_t>(value_group);
+    cfg.rotate = rotate == 1;
+    cfg = validated(cfg);  // InvalidArgument -> FormatError in load()
+    if (expected) check_expected(cfg, *expected);
+    format_require(nq <= size && size <= std::numeric_limits<std::uint32_t>::max(), [&] {
+      return "CONF: " + std::to_string(nq) + " quantized of " + std::to_string(size) +
+             " tokens (expected quantized <= tokens <= 2^32 - 1)";
+    });
+    format_require(groups <= nq && (groups == 0) == (nq == 0), [&] {
+      return "CONF: " + std::to_string(groups) + " key groups for " + std::to_string(nq) +
+             " quantized tokens";
+    });
+    const std::size_t n = static_cast<std::size_t>(size), n_quantized = static_cast<std::size_t>(nq);
+    const std::size_t n_groups = static_cast<std::size_t>(groups), n_fp = n - n_quantized;
+
+    // SELS: the selector's words, parsed once the cache's own lists are known.
+    r.begin_section("SELS", checked_mul(words, 8, "the SELS section size"), "section SELS");
+    std::vector<std::uint64_t> state;
+    r.array(state, to_size(words, "selector state words"), 8,
+            [](const std::uint8_t* p) { return load_le(p, 8); });
+    r.end_section();
+
+    // TOKS: positions and key-group sizes.
+    r.begin_section("TOKS", 4 * (size + groups), "section TOKS");
+    std::vector<std::uint32_t> quantized, fp, group_sizes;
+    r.array(quantized, n_quantized, 4, decode_u32);
+    r.array(fp, n_fp, 4, decode_u32);
+    r.array(group_sizes, n_groups, 4, decode_u32);
+    r.end_section();
+    check_positions(quantized, fp, group_sizes, n);
+
+    Selector selector = Selector::load_state(state);
+    format_require(selector.size() == n, [&] {
+      return std::string("selector '") + Selector::kStateName + "' has seen " +
+             std::to_string(selector.size()) + " tokens, the cache holds " + std::to_string(n);
+    });
+    const std::vector<std::size_t> selector_fp = selector.full_precision_positions();
+    format_require(std::equal(selector_fp.begin(), selector_fp.end(), fp.begin(), fp.end()),
+                   [] { return "the selector's full-precision positions differ from the cache's"; });
+
+    Cache c(RestoreTag{}, cfg, std::move(selector), kernels);
+    std::vector<std::uint32_t> first{0}, tile_row;
+    std::uint64_t key_tile_rows = 0;
+    for (std::uint32_t g : group_sizes) {
+      tile_row.push_back(static_cast<std::uint32_t>(key_tile_rows));
+      key_tile_rows += tiles_for(g);
+      first.push_back(first.back() + g);
+    }
+    const HeadSizes sizes = head_sizes(cfg, key_tile_rows, nq, groups, n_fp);
+
+    for (std::size_t kv = 0; kv < cfg.kv_heads; ++kv) {
+      auto& h = c.heads_[kv];
+      const std::string section = "section HEAD (KV head " + std::to_string(kv) + ")";
+      r.begin_section("HEAD", sizes.section_bytes, section);
+      const std::uint64_t index = r.u32();
+      r.byte_array(h.key_codes, sizes.key_code_bytes);
+      r.array(h.key_meta, sizes.key_meta, 4, decode_group_params);
+      r.byte_array(h.value_codes, sizes.value_code_bytes);
+      r.array(h.value_meta, sizes.value_meta, 4, decode_group_params);
+      r.array(h.fp_keys, sizes.fp_floats, 4, decode_f32);
+      r.array(h.fp_values, sizes.fp_floats, 4, decode_f32);
+      r.end_section();
+      format_require(index == kv, [&] {
+        return section + " is labelled head " + std::to_string(index);
+      });
+      h.group_first = first;
+      h.group_tile_row = tile_row;
+      check_head(cfg, h, n_quantized, section);
+    }
+
+    c.size_ = n;
+    c.quantized_positions_.assign(quantized.begin(), quantized.end());
+    c.fp_positions_.assign(fp.begin(), fp.end());
+    return c;
+  }
+
+  static void check_expected(const CacheConfig& got, const CacheConfig& want) {
+    auto same = [&](const char* field, std::uint64_t a, std::uint64_t b) {
+      format_require(a == b, [&] {
+        return std::string("the stream's ") + field + " = " + std::to_string(a) +
+               " differs from the expected " + std::to_string(b);
+      });
+    };
+    same("head_dim", got.head_dim, want.head_dim);
+    same("kv_heads", got.kv_heads, want.kv_heads);
+    same("key_bits", got.key_bits, want.key_bits);
+    same("value_bits", got.value_bits, want.value_bits);
+    same("value_group", got.value_group, want.value_group);
+    same("rotate", got.rotate, want.rotate);
+    if (want.rotate) same("rotation_seed", got.rotation_seed, want.rotation_seed);
+  }
+
+  // Quantized and FP positions together are each position below `size` exactly once; FP
+  // positions ascend, as do the positions inside each key group (one demotion event), and the
+  // groups, each non-empty, cover the quantized block.
+  static void check_positions(const std::vector<std::uint32_t>& quantized,
+                              const std::vector<std::uint32_t>& fp,
+                              const std::vector<std::uint32_t>& group_sizes, std::size_t size) {
+    std::vector<bool> seen(size);
+    auto mark = [&](std::uint32_t p, const char* list) {
+      format_require(p < size && !seen[p], [&] {
+        return std::string("TOKS: ") + list + " position " + std::to_string(p) +
+               (p < size ? " appears twice" : " is not below the token count " + std::to_string(size));
+      });
+      seen[p] = true;
+    };
+    for (std::uint32_t p : quantized) mark(p, "quantized");
+    for (std::uint32_t p : fp) mark(p, "full-precision");
+    format_require(std::is_sorted(fp.begin(), fp.end()),
+                   [] { return "TOKS: full-precision positions are not ascending"; });
+    std::uint64_t begin = 0;
+    for (std::uint32_t g : group_sizes) {
+      format_require(g >= 1 && g <= quantized.size() - begin,
+                     [&] { return "TOKS: key group sizes do not add up to the quantized count"; });
+      format_require(std::is_sorted(quantized.begin() + static_cast<std::ptrdiff_t>(begin),
+                                    quantized.begin() + static_cast<std::ptrdiff_t>(begin + g)),
+                     [] { return "TOKS: positions inside a key group are not ascending"; });
+      begin += g;
+    }
+    format_require(begin == quantized.size(),
+                   [&] { return "TOKS: key group sizes do not add up to the quantized count"; });
+  }
+
+  // What append() guarantees and attention relies on: finite fp16 metadata with scale >= 0, FP
+  // values finite and within the fp16 range, and zero in every code slot outside the matrix (the
+  // next demotions OR codes into the last value tile row, so garbage there would change them).
+  template <class Head>
+  static void check_head(const CacheConfig& cfg, const Head& h, std::size_t nq,
+                         const std::string& section) {
+    auto all_valid = [](const std::vector<GroupParams>& meta) {
+      return std::all_of(meta.begin(), meta.end(), valid_group_params);
+    };
+    format_require(all_valid(h.key_meta) && all_valid(h.value_meta), [&] {
+      return section + ": quantization metadata that is not finite or has a negative scale";
+    });
+    check_quantizable(h.fp_keys.data(), h.fp_keys.size(), 1, "full-precision keys");
+    check_quantizable(h.fp_values.data(), h.fp_values.size(), 1, "full-precision values");
+
+    const std::size_t dim = cfg.head_dim, col_tiles = tiles_for(dim);
+    const std::size_t key_tile = tile_bytes(cfg.key_bits), value_tile = tile_bytes(cfg.value_bits);
+    bool zero = true;
+    // Keys: the last tile row of each group (token padding) and the last column tile (channel
+    // padding); other tiles have no padding.
+    for (std::size_t g = 0; g < h.group_tile_row.size(); ++g) {
+      const std::size_t tokens = h.group_first[g + 1] - h.group_first[g];
+      const std::uint8_t* base = h.key_codes.data() + h.group_tile_row[g] * col_tiles * key_tile;
+      for (std::size_t tr = 0; tr < tiles_for(tokens); ++tr)
+        for (std::size_t tc = 0; tc < col_tiles; ++tc) {
+          if (tr + 1 < tiles_for(tokens) && tc + 1 < col_tiles) continue;
+          zero = zero && padding_is_zero(base + (tr * col_tiles + tc) * key_tile, cfg.key_bits,
+                                         [&](std::size_t row, std::size_t col) {
+                                           return tr * kTileRows + row < tokens &&
+                                                  tc * kTileCols + col < dim;
+                                         });
+        }
+    }
+    // Values: tiles hold 16 channels (rows) x 16 tokens (columns).
+    for (std::size_t tt = 0; tt < tiles_for(nq); ++tt)
+      for (std::size_t tc = 0; tc < col_tiles; ++tc) {
+        if (tt + 1 < tiles_for(nq) && tc + 1 < col_tiles) continue;
+        zero = zero && padding_is_zero(h.value_codes.data() + (tt * col_tiles + tc) * value_tile,
+                                       cfg.value_bits, [&](std::size_t row, std::size_t col) {
+                                         return tc * kTileRows + row < dim &&
+                                                tt * kTileCols + col < nq;
+                                       });
+      }
+    format_require(zero, [&] { return section + ": nonzero codes in tile padding"; });
+  }
+};
+
+}  // namespace detail
+}  // namespace logquant
