@@ -14,7 +14,10 @@
 #define LOGQUANT_HAVE_X86_KERNELS 0
 #endif
 
-#if !LOGQUANT_SCALAR_ONLY && (defined(__aarch64__) || defined(_M_ARM64)) && defined(__ARM_NEON)
+// NEON kernels: little-endian AArch64 with GCC or Clang (they read tile bytes as 32-bit lanes and
+// use GNU vector initialisers and attributes).
+#if !LOGQUANT_SCALAR_ONLY && defined(__aarch64__) && defined(__ARM_NEON) && \
+    !defined(__AARCH64EB__) && (defined(__GNUC__) || defined(__clang__))
 #define LOGQUANT_HAVE_NEON_KERNELS 1
 #else
 #define LOGQUANT_HAVE_NEON_KERNELS 0

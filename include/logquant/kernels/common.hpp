@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 
 #include <type_traits>
 
@@ -58,6 +59,15 @@ inline float combine_digits(std::int32_t hi_dot, std::int32_t lo_dot, unsigned d
                      : 128.0f * static_cast<float>(hi_dot) + static_cast<float>(lo_dot);
 }
 
+/// limit / max, or 0 where that is not finite: max = 0, or max below limit / FLT_MAX (about 5e-35),
+/// where the quotient overflows and 0 * inf would make a NaN whose conversion to int is undefined.
+/// Operands that small quantize to 0: next to the softmax's largest weight (1) or the query's bias
+/// term they are below float resolution. Every ISA's kernels use this same inverse.
+inline float operand_inverse(float limit, float max) {
+  const float inv = limit / max;
+  return inv <= std::numeric_limits<float>::max() ? inv : 0.0f;
+}
+
 /// The pre-scaled query of one head for one key group (SPEC §4): with per-channel keys
 /// k_c = min_c + scale_c * code_c, q.k = Σ_c (q_c scale_c) code_c + Σ_c q_c min_c. The factors
 /// q_c scale_c are quantized symmetrically with one scale for the group,
@@ -72,7 +82,7 @@ inline void prepare_key_query(const float* q, std::size_t head_dim, std::size_t 
   float maxabs = 0.0f;
   for (std::size_t c = 0; c < head_dim; ++c)
     maxabs = std::max(maxabs, std::fabs(q[c] * meta[c].scale_f()));
-  const float inv = maxabs == 0.0f ? 0.0f : limit / maxabs;
+  const float inv = operand_inverse(limit, maxabs);
   float b = 0.0f;
   for (std::size_t c = 0; c < head_dim; ++c) {
     const float r = std::clamp(std::nearbyint(q[c] * meta[c].scale_f() * inv), -limit, limit);
@@ -92,7 +102,7 @@ inline void quantize_tile_weights(const float* w, std::size_t n, unsigned digits
   const float limit = operand_limit(digits);
   float wmax = 0.0f;
   for (std::size_t j = 0; j < n; ++j) wmax = std::max(wmax, w[j]);
-  const float inv = wmax == 0.0f ? 0.0f : limit / wmax;
+  const float inv = operand_inverse(limit, wmax);
   for (std::size_t j = 0; j < kTileCols; ++j) {
     const float r = j < n ? std::min(std::nearbyint(w[j] * inv), limit) : 0.0f;
     split_digits(r, digits, hi[j], lo[j]);

@@ -29,9 +29,14 @@ inline void attend_quantized(const kernels::QuantizedHeadView& v, const float* q
 
   const unsigned key_digits = kernels::operand_digits(v.key_bits);
   const unsigned value_digits = kernels::operand_digits(v.value_bits);
-  std::vector<std::int8_t> q_hi(heads * padded), q_lo(heads * padded);
-  std::vector<float> qscale(heads), bias(heads);
-  std::vector<float> scores(heads * kTileCols);
+  // Per-thread scratch, reused across calls: decode calls this once per KV head per step.
+  thread_local std::vector<std::int8_t> q_hi, q_lo;
+  thread_local std::vector<float> qscale, bias, scores;
+  q_hi.resize(heads * padded);
+  q_lo.resize(heads * padded);
+  qscale.resize(heads);
+  bias.resize(heads);
+  scores.resize(heads * kTileCols);
   float w[kTileCols];
   std::int8_t w_hi[kTileCols], w_lo[kTileCols];
 

@@ -1,0 +1,648 @@
+// AVX-512 VNNI attention kernels: the scalar reference's integer operands (kernels/common.hpp),
+// fed to vpdpbusd. One 64-byte code vector holds a 16 x 16 tile row of 2-bit codes with one row
+// per 32-bit lane; masking it after a shift by 0, 2, 4, 6 gives four planes of four consecutive
+// columns, each the u8 operand of one vpdpbusd against a broadcast 4-byte int8 operand. Keys: lanes
+// are tokens, the broadcast operand is 4 query digits; values: lanes are channels, the broadcast
+// operand is 4 int8 softmax weights. Every code plane is extracted once and used by all query
+// heads of the KV head (GQA), and every broadcast operand is used against several code vectors
+// (up to 4 key tile rows of a group; all channel tiles of a value group): on Ice Lake vpdpbusd
+// with a broadcast memory operand issued at about half the rate of the register form.
+//
+// The quantized range is processed in chunks of kChunk tokens: the key pass writes the scores of
+// every head into a small buffer (key groups need not start on a 16-token boundary, so one value
+// tile may draw on two key tile rows), then the value pass walks the chunk's value tiles: softmax
+// state update with a vector exp, the int8 tile weights, and the weighted code sums. Per-group
+// query preparation and per-tile weight quantization are done for all heads at once (one
+// transposing reduction tree, one vector division), so the horizontal work does not grow per head.
+#pragma once
+
+#include "../../config.hpp"
+
+#if LOGQUANT_HAVE_X86_KERNELS
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "../../quant/tile_layout.hpp"
+#include "../common.hpp"
+#include "../views.hpp"
+#include "vec.hpp"
+
+LOGQUANT_X86_KERNELS_BEGIN
+
+namespace logquant {
+namespace avx512 {
+
+inline constexpr std::size_t kChunk = 256;    // tokens per score buffer
+inline constexpr std::size_t kHeadBlock = 8;  // query heads per pass over the codes
+inline constexpr std::size_t kScorePad = 16;  // room for key tile rows that overhang a chunk
+inline constexpr std::size_t kScoreStride = kScorePad + kChunk + kScorePad;
+
+/// Plane K of a code vector: the codes of columns [4K, 4K + 4) of each row's vector, as bytes.
+template <unsigned Bits, unsigned K>
+LOGQUANT_AVX512_INLINE __m512i code_plane(__m512i x) {
+  if constexpr (Bits == 8) {
+    return x;
+  } else {
+    const __m512i mask = _mm512_set1_epi8(static_cast<char>((1u << Bits) - 1u));
+    if constexpr (K == 0)
+      return _mm512_and_si512(x, mask);
+    else
+      return _mm512_and_si512(_mm512_srli_epi16(x, K * Bits), mask);
+  }
+}
+
+/// code_plane with the plane as a (folded) argument.
+template <unsigned Bits>
+LOGQUANT_AVX512_INLINE __m512i code_plane_k(__m512i x, unsigned k) {
+  switch (k) {
+    case 0: return code_plane<Bits, 0>(x);
+    case 1: return code_plane<Bits, 1>(x);
+    case 2: return code_plane<Bits, 2>(x);
+    default: return code_plane<Bits, 3>(x);
+  }
+}
+
+LOGQUANT_AVX512_INLINE __m512i broadcast4(const std::int8_t* p) {
+  std::int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm512_set1_epi32(v);
+}
+
+template <unsigned Digits>
+LOGQUANT_AVX512_INLINE __m512 combine(__m512i hi, __m512i lo) {
+  if constexpr (Digits == 1)
+    return _mm512_cvtepi32_ps(hi);
+  else
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(hi), _mm512_set1_ps(128.0f), _mm512_cvtepi32_ps(lo));
+}
+
+/// Working memory of one attend_quantized call (per thread), sized for one block of heads.
+struct AttendScratch {
+  std::vector<float> qs;                // [heads][padded] q_c * scale_c of the current key group
+  std::vector<std::int8_t> q_hi, q_lo;  // [heads][padded] its digits
+  alignas(64) float qscale[16], bias[16];
+  std::vector<float> scores;             // [heads][kScoreStride]
+  std::vector<float> min_sum;            // [heads][groups][16] per-lane Σ p_j min_j
+  std::vector<float> vscale, vmin;       // [groups][16] this tile's value metadata
+  std::vector<std::uint8_t> w_hi, w_lo;  // [heads][groups][16] this tile's int8 weights
+  std::vector<float> wscale;             // [groups][16] (lane = head)
+  alignas(64) float max[kHeadBlock];
+  alignas(64) float sum[kHeadBlock][16];  // per-lane softmax sums
+};
+
+inline AttendScratch& attend_scratch() {
+  thread_local AttendScratch s;
+  return s;
+}
+
+/// kernels::operand_inverse(limit, max) in lanes 0-7: the correctly rounded quotient, or 0 where
+/// it is not finite (max = 0 or tiny); lanes 8-15 are 0. A 256-bit division issues twice as
+/// often as a 512-bit one.
+LOGQUANT_AVX512_INLINE __m512 operand_inverse8(float limit, __m512 max) {
+  const __m256 inv = _mm256_div_ps(_mm256_set1_ps(limit), _mm512_castps512_ps256(max));
+  const __mmask8 finite = _mm256_cmp_ps_mask(inv, _mm256_set1_ps(FLT_MAX), _CMP_LE_OQ);
+  return _mm512_zextps256_ps512(_mm256_maskz_mov_ps(finite, inv));
+}
+
+/// Stores 16 int32 lanes (within int8) as 16 bytes.
+LOGQUANT_AVX512_INLINE void store_bytes(void* p, __m512i v) {
+  _mm_storeu_si128(static_cast<__m128i*>(p), _mm512_cvtepi32_epi8(v));
+}
+
+/// 64 int32 lanes (within int8) as 64 bytes in lane order: two saturating packs leave each
+/// 128-bit lane holding 4 values of each input, one dword permute puts them in order.
+LOGQUANT_AVX512_INLINE __m512i pack_bytes(__m512i a, __m512i b, __m512i c, __m512i d) {
+  const __m512i x = _mm512_packs_epi16(_mm512_packs_epi32(a, b), _mm512_packs_epi32(c, d));
+  return _mm512_permutexvar_epi32(
+      _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), x);
+}
+
+/// Digits of 16 integer operands (kernels::split_digits): one digit is the value; two are
+/// hi = floor(v / 128), lo = v - 128 hi.
+template <unsigned Digits>
+LOGQUANT_AVX512_INLINE void store_digits(std::int8_t* hi, std::int8_t* lo, __m512i r) {
+  if constexpr (Digits == 1) {
+    store_bytes(hi, r);
+  } else {
+    store_bytes(hi, _mm512_srai_epi32(r, 7));
+    store_bytes(lo, _mm512_and_si512(r, _mm512_set1_epi32(127)));
+  }
+}
+
+/// kernels::prepare_key_query for NH heads of one key group at once: the same digits byte for
+/// byte (the same float products, maximum, operand_inverse and round-half-even conversion; the
+/// clamp is a no-op as |q_c scale_c| <= max and the inverse is finite). The metadata is
+/// converted once for all heads, the maxima and biases reduced by one transposing tree each, the
+/// divisions done as one vector. The bias is summed in another order than the scalar's, so it
+/// may differ in the last bits.
+template <unsigned Digits, int NH>
+LOGQUANT_TARGET_AVX512 inline void prepare_keys(const float* q, std::size_t head_dim,
+                                                std::size_t padded, const GroupParams* meta,
+                                                AttendScratch& s) {
+  constexpr float kLimit = kernels::operand_limit(Digits);
+  __m512 vmax[8], vbias[8];
+  LOGQUANT_UNROLL
+  for (int h = 0; h < 8; ++h) vmax[h] = vbias[h] = _mm512_setzero_ps();
+  float* qs = s.qs.data();
+  for (std::size_t c = 0; c < head_dim; c += 16) {
+    const __mmask16 m = tail_mask(head_dim - c);
+    __m512 scale, min;
+    split_params(_mm512_maskz_loadu_epi32(m, meta + c), scale, min);
+    LOGQUANT_UNROLL
+    for (int h = 0; h < NH; ++h) {
+      const __m512 qv = _mm512_maskz_loadu_ps(m, q + h * head_dim + c);
+      const __m512 x = _mm512_mul_ps(qv, scale);
+      vmax[h] = _mm512_range_ps(vmax[h], x, 0x0b);  // max |.|, sign cleared
+      vbias[h] = _mm512_fmadd_ps(qv, min, vbias[h]);
+      _mm512_storeu_ps(qs + h * padded + c, x);
+    }
+  }
+  const __m512 maxabs = transpose_reduce8<MaxOp>(vmax);
+  const __m512 inv = operand_inverse8(kLimit, maxabs);
+  _mm512_store_ps(s.qscale, _mm512_mul_ps(maxabs, _mm512_set1_ps(1.0f / kLimit)));  // within an ulp
+  _mm512_store_ps(s.bias, transpose_reduce8<AddOp>(vbias));
+  LOGQUANT_UNROLL
+  for (int h = 0; h < NH; ++h) {
+    const __m512 ih = lane(inv, h);
+    const float* x = qs + h * padded;
+    std::size_t c = 0;
+    if constexpr (Digits == 1) {  // 64 digits per 4 conversions, packed in 4 instructions
+      for (; c + 64 <= padded; c += 64)
+        _mm512_storeu_si512(
+            &s.q_hi[h * padded + c],
+            pack_bytes(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + c), ih)),
+                       _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + c + 16), ih)),
+                       _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + c + 32), ih)),
+                       _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + c + 48), ih))));
+    }
+    for (; c < padded; c += 16)
+      store_digits<Digits>(&s.q_hi[h * padded + c], &s.q_lo[h * padded + c],
+                           _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + c), ih)));
+  }
+}
+
+/// Scores of R consecutive key tile rows of one group for NH heads. The query digits of one plane
+/// are broadcast once and used against all R rows: vpdpbusd with a broadcast operand issues
+/// about half as fast as with register operands (measured on Ice Lake), so rows share them.
+template <unsigned Bits, int NH, int R>
+LOGQUANT_AVX512_INLINE void key_rows(const std::uint8_t* row0, std::size_t row_bytes,
+                                     std::size_t col_tiles, const AttendScratch& s,
+                                     std::size_t padded, float* out) {
+  constexpr unsigned kDigits = kernels::operand_digits(Bits);
+  constexpr unsigned kPlanes = 8 / Bits;
+  constexpr std::size_t kTileBytes = tile_bytes(Bits);
+  const std::int8_t* hi = s.q_hi.data();
+  const std::int8_t* lo = s.q_lo.data();
+  __m512i acc_hi[R][NH], acc_lo[R][NH];
+  LOGQUANT_UNROLL
+  for (int r = 0; r < R; ++r) {
+    LOGQUANT_UNROLL
+    for (int h = 0; h < NH; ++h) acc_hi[r][h] = acc_lo[r][h] = _mm512_setzero_si512();
+  }
+  for (std::size_t ct = 0; ct < col_tiles; ++ct) {
+    LOGQUANT_UNROLL
+    for (unsigned v = 0; v < Bits / 2; ++v) {
+      __m512i x[R];
+      LOGQUANT_UNROLL
+      for (int r = 0; r < R; ++r)
+        x[r] = _mm512_loadu_si512(row0 + r * row_bytes + ct * kTileBytes + v * kTileVectorBytes);
+      LOGQUANT_UNROLL
+      for (unsigned k = 0; k < kPlanes; ++k) {
+        const std::size_t o = ct * kTileCols + (v * kPlanes + k) * 4;
+        __m512i qh[NH], ql[NH];
+        LOGQUANT_UNROLL
+        for (int h = 0; h < NH; ++h) {
+          qh[h] = broadcast4(hi + h * padded + o);
+          if constexpr (kDigits == 2) ql[h] = broadcast4(lo + h * padded + o);
+        }
+        LOGQUANT_UNROLL
+        for (int r = 0; r < R; ++r) {
+          const __m512i u = code_plane_k<Bits>(x[r], k);
+          LOGQUANT_UNROLL
+          for (int h = 0; h < NH; ++h) {
+            acc_hi[r][h] = _mm512_dpbusd_epi32(acc_hi[r][h], u, qh[h]);
+            if constexpr (kDigits == 2) acc_lo[r][h] = _mm512_dpbusd_epi32(acc_lo[r][h], u, ql[h]);
+          }
+        }
+      }
+    }
+  }
+  LOGQUANT_UNROLL
+  for (int r = 0; r < R; ++r) {
+    LOGQUANT_UNROLL
+    for (int h = 0; h < NH; ++h)
+      _mm512_storeu_ps(out + r * kTileRows + h * kScoreStride,
+                       _mm512_fmadd_ps(combine<kDigits>(acc_hi[r][h], acc_lo[r][h]),
+                                       _mm512_set1_ps(s.qscale[h]), _mm512_set1_ps(s.bias[h])));
+  }
+}
+
+/// Scores of one key group's tile rows [r0, r1) for NH heads: row r's 16 scores go to
+/// scores[h * kScoreStride + kScorePad + out + r] (out + r may be down to -15: the pad).
+template <unsigned Bits, int NH>
+LOGQUANT_TARGET_AVX512 void key_group_scores(const kernels::QuantizedHeadView& v, const float* q,
+                                             std::size_t g, bool prepare, std::size_t r0,
+                                             std::size_t r1, std::ptrdiff_t out, AttendScratch& s) {
+  constexpr unsigned kDigits = kernels::operand_digits(Bits);
+  constexpr int kRows = NH * kDigits <= 4 ? 4 : NH * kDigits <= 8 ? 2 : 1;  // registers: R*NH*D acc
+  const std::size_t dim = v.head_dim, col_tiles = tiles_for(dim), padded = col_tiles * kTileCols;
+  const std::size_t row_bytes = col_tiles * tile_bytes(Bits);
+  if (prepare) prepare_keys<kDigits, NH>(q, dim, padded, v.key_meta + g * dim, s);
+  const std::uint8_t* base = v.key_codes + v.group_tile_row[g] * row_bytes;
+  float* o = s.scores.data() + static_cast<std::ptrdiff_t>(kScorePad) + out;
+  std::size_t r = r0;
+  for (; r + kRows * kTileRows <= r1 + kTileRows - 1; r += kRows * kTileRows)
+    key_rows<Bits, NH, kRows>(base + r / kTileRows * row_bytes, row_bytes, col_tiles, s, padded,
+                              o + r);
+  const std::size_t left = (r1 - r + kTileRows - 1) / kTileRows;  // < kRows
+  if (left == 1)
+    key_rows<Bits, NH, 1>(base + r / kTileRows * row_bytes, row_bytes, col_tiles, s, padded, o + r);
+  if constexpr (kRows > 2) {
+    if (left == 2)
+      key_rows<Bits, NH, 2>(base + r / kTileRows * row_bytes, row_bytes, col_tiles, s, padded,
+                            o + r);
+    if (left == 3)
+      key_rows<Bits, NH, 3>(base + r / kTileRows * row_bytes, row_bytes, col_tiles, s, padded,
+                            o + r);
+  }
+}
+
+/// The value metadata of one tile's n tokens, [token][group] dwords, as float vectors per group:
+/// scale[g * 16 + j], min[g * 16 + j]; lanes j >= n are 0. One or two groups (head_dim 128 with
+/// groups of 64 or 128) are deinterleaved with loads and permutes, more with a gather.
+LOGQUANT_AVX512_INLINE void load_value_meta(const GroupParams* meta, std::size_t groups,
+                                            std::size_t n, float* scale, float* min) {
+  __m512 sc, mn;
+  if (groups == 1) {
+    split_params(_mm512_maskz_loadu_epi32(tail_mask(n), meta), sc, mn);
+    _mm512_storeu_ps(scale, sc);
+    _mm512_storeu_ps(min, mn);
+  } else if (groups == 2) {
+    const __m512i a = _mm512_maskz_loadu_epi32(tail_mask(2 * n), meta);
+    const __m512i b = _mm512_maskz_loadu_epi32(tail_mask(2 * n > 16 ? 2 * n - 16 : 0), meta + 16);
+    const __m512i even =
+        _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    split_params(_mm512_permutex2var_epi32(a, even, b), sc, mn);
+    _mm512_storeu_ps(scale, sc);
+    _mm512_storeu_ps(min, mn);
+    split_params(_mm512_permutex2var_epi32(a, _mm512_add_epi32(even, _mm512_set1_epi32(1)), b), sc,
+                 mn);
+    _mm512_storeu_ps(scale + 16, sc);
+    _mm512_storeu_ps(min + 16, mn);
+  } else {
+    const __m512i index =
+        _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                           _mm512_set1_epi32(static_cast<int>(groups)));
+    for (std::size_t g = 0; g < groups; ++g) {
+      split_params(
+          _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), tail_mask(n), index, meta + g, 4), sc,
+          mn);
+      _mm512_storeu_ps(scale + g * 16, sc);
+      _mm512_storeu_ps(min + g * 16, mn);
+    }
+  }
+}
+
+/// The softmax maximum of a head rose to `max`: scales its sums, accumulator and min sums by
+/// c = exp(old - max) (kernels::softmax_fold; c = 0 for an empty state). Rare after the first
+/// tiles, so kept out of line.
+LOGQUANT_TARGET_AVX512 inline void rescale_head(float old_max, float max, float* sum, float* acc,
+                                                std::size_t head_dim, float* min_sum,
+                                                std::size_t groups) {
+  const __m512 c = _mm512_set1_ps(std::exp(old_max - max));
+  _mm512_store_ps(sum, _mm512_mul_ps(_mm512_load_ps(sum), c));
+  for (std::size_t d = 0; d < head_dim; d += 16) {
+    const __mmask16 m = tail_mask(head_dim - d);
+    _mm512_mask_storeu_ps(acc + d, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, acc + d), c));
+  }
+  for (std::size_t g = 0; g < groups; ++g)
+    _mm512_storeu_ps(min_sum + g * 16, _mm512_mul_ps(_mm512_loadu_ps(min_sum + g * 16), c));
+}
+
+/// acc[h][c] += wscale[h] * Σ_j W[h][j] code[j][c] for the channels c of value group g of one tile,
+/// heads in sub-blocks whose broadcast weights (4 planes x digits) stay in registers across the
+/// group's channel tiles.
+template <unsigned Bits, int NH>
+LOGQUANT_AVX512_INLINE void value_group_sums(const std::uint8_t* codes, std::size_t value_group,
+                                             std::size_t g, std::size_t dim, const std::int8_t* whi,
+                                             const std::int8_t* wlo, std::size_t wstride,
+                                             const float* wscale, float* acc) {
+  constexpr unsigned kDigits = kernels::operand_digits(Bits);
+  constexpr unsigned kPlanes = 8 / Bits;
+  constexpr std::size_t kTileBytes = tile_bytes(Bits);
+  constexpr int kSub = kDigits == 1 ? 4 : 2;  // heads per sub-block: 16 broadcast registers
+  LOGQUANT_UNROLL
+  for (int h0 = 0; h0 < NH; h0 += kSub) {
+    constexpr int kMax = kSub;
+    const int nh = NH - h0 < kMax ? NH - h0 : kMax;
+    __m512i wh[kMax][4], wl[kMax][4];
+    LOGQUANT_UNROLL
+    for (int i = 0; i < kMax; ++i) {
+      LOGQUANT_UNROLL
+      for (int p = 0; p < 4; ++p) {
+        if (i < nh) {
+          wh[i][p] = broadcast4(whi + (h0 + i) * wstride + g * kTileCols + 4 * p);
+          if constexpr (kDigits == 2)
+            wl[i][p] = broadcast4(wlo + (h0 + i) * wstride + g * kTileCols + 4 * p);
+        }
+      }
+    }
+    for (std::size_t c = g * value_group; c < (g + 1) * value_group && c < dim; c += kTileRows) {
+      __m512i acc_hi[kMax], acc_lo[kMax];
+      LOGQUANT_UNROLL
+      for (int i = 0; i < kMax; ++i) acc_hi[i] = acc_lo[i] = _mm512_setzero_si512();
+      const std::uint8_t* tile = codes + (c / kTileRows) * kTileBytes;
+      LOGQUANT_UNROLL
+      for (unsigned v = 0; v < Bits / 2; ++v) {
+        const __m512i x = _mm512_loadu_si512(tile + v * kTileVectorBytes);
+        LOGQUANT_UNROLL
+        for (unsigned k = 0; k < kPlanes; ++k) {
+          const __m512i u = code_plane_k<Bits>(x, k);
+          LOGQUANT_UNROLL
+          for (int i = 0; i < kMax; ++i) {
+            if (i < nh) {
+              acc_hi[i] = _mm512_dpbusd_epi32(acc_hi[i], u, wh[i][v * kPlanes + k]);
+              if constexpr (kDigits == 2)
+                acc_lo[i] = _mm512_dpbusd_epi32(acc_lo[i], u, wl[i][v * kPlanes + k]);
+            }
+          }
+        }
+      }
+      const __mmask16 m = tail_mask(dim - c);
+      LOGQUANT_UNROLL
+      for (int i = 0; i < kMax; ++i) {
+        if (i < nh) {
+          float* a = acc + (h0 + i) * dim + c;
+          _mm512_mask_storeu_ps(
+              a, m,
+              _mm512_fmadd_ps(combine<kDigits>(acc_hi[i], acc_lo[i]),
+                              _mm512_set1_ps(wscale[h0 + i]), _mm512_maskz_loadu_ps(m, a)));
+        }
+      }
+    }
+  }
+}
+
+/// The value pass over tokens [c0, c1) of a chunk for NH heads, tile by tile: softmax update
+/// (kernels::softmax_fold with a vector exp), the int8 weights of every (head, value group)
+/// (kernels::quantize_tile_weights: identical bytes for identical weights; maxima by one
+/// transposing tree and divisions as one vector per group), and acc += wscale * (weights . codes).
+/// Σ_j p_j min_j is kept per lane in min_sum and added to the channels at the end.
+template <unsigned Bits, int NH>
+LOGQUANT_TARGET_AVX512 void value_chunk(const kernels::QuantizedHeadView& v, std::size_t c0,
+                                        std::size_t c1, float* acc, AttendScratch& s) {
+  constexpr unsigned kDigits = kernels::operand_digits(Bits);
+  constexpr float kLimit = kernels::operand_limit(kDigits);
+  constexpr std::size_t kTileBytes = tile_bytes(Bits);
+  const std::size_t dim = v.head_dim, col_tiles = tiles_for(dim), groups = dim / v.value_group;
+  const std::size_t wstride = groups * kTileCols;
+  const auto* whi = reinterpret_cast<const std::int8_t*>(s.w_hi.data());
+  const auto* wlo = reinterpret_cast<const std::int8_t*>(s.w_lo.data());
+  const __m512 neg_inf = _mm512_set1_ps(-HUGE_VALF);
+  float max[NH];
+  __m512 sum[NH];
+  LOGQUANT_UNROLL
+  for (int h = 0; h < NH; ++h) {
+    max[h] = s.max[h];
+    sum[h] = _mm512_load_ps(s.sum[h]);
+  }
+  for (std::size_t t0 = c0; t0 < c1; t0 += kTileCols) {
+    const std::size_t n = std::min(kTileCols, c1 - t0);
+    const __mmask16 valid = tail_mask(n);
+    load_value_meta(v.value_meta + t0 * groups, groups, n, s.vscale.data(), s.vmin.data());
+    __m512 p[8];
+    LOGQUANT_UNROLL
+    for (int h = 0; h < NH; ++h) {
+      const __m512 sc =
+          _mm512_mask_loadu_ps(neg_inf, valid, &s.scores[h * kScoreStride + kScorePad + t0 - c0]);
+      if (_mm512_mask_cmp_ps_mask(valid, sc, _mm512_set1_ps(max[h]), _CMP_GT_OQ) != 0) {
+        const float tile_max = reduce_max(sc);
+        _mm512_store_ps(s.sum[h], sum[h]);
+        rescale_head(max[h], tile_max, s.sum[h], acc + h * dim, dim, &s.min_sum[h * wstride],
+                     groups);
+        sum[h] = _mm512_load_ps(s.sum[h]);
+        max[h] = tile_max;
+      }
+      p[h] = _mm512_maskz_mov_ps(valid, exp_ps(_mm512_sub_ps(sc, _mm512_set1_ps(max[h]))));
+      sum[h] = _mm512_add_ps(sum[h], p[h]);
+    }
+    LOGQUANT_UNROLL
+    for (int h = NH; h < 8; ++h) p[h] = _mm512_setzero_ps();
+    for (std::size_t g = 0; g < groups; ++g) {
+      const __m512 scale = _mm512_loadu_ps(&s.vscale[g * 16]),
+                   min = _mm512_loadu_ps(&s.vmin[g * 16]);
+      __m512 w[8];
+      LOGQUANT_UNROLL
+      for (int h = 0; h < 8; ++h) w[h] = h < NH ? _mm512_mul_ps(p[h], scale) : _mm512_setzero_ps();
+      LOGQUANT_UNROLL
+      for (int h = 0; h < NH; ++h) {
+        float* ms = &s.min_sum[h * wstride + g * 16];
+        _mm512_storeu_ps(ms, _mm512_fmadd_ps(p[h], min, _mm512_loadu_ps(ms)));
+      }
+      const __m512 wmax = transpose_reduce8<MaxOp>(w);
+      const __m512 inv = operand_inverse8(kLimit, wmax);
+      // wscale = max w / limit as a product with 1 / limit: within an ulp of the scalar's quotient
+      // (a float result; the division is kept where it decides integer weights, above).
+      _mm512_storeu_ps(&s.wscale[g * 16], _mm512_mul_ps(wmax, _mm512_set1_ps(1.0f / kLimit)));
+      LOGQUANT_UNROLL
+      for (int h = 0; h < NH; ++h) {  // w <= max w, so w * (limit / max w) rounds to at most limit
+        const __m512i r = _mm512_cvtps_epi32(_mm512_mul_ps(w[h], lane(inv, h)));
+        store_digits<kDigits>(reinterpret_cast<std::int8_t*>(&s.w_hi[h * wstride + g * 16]),
+                              reinterpret_cast<std::int8_t*>(&s.w_lo[h * wstride + g * 16]), r);
+      }
+    }
+    // acc[h][c] += wscale[g][h] * Σ_j W[h][g][j] code[j][c], 16 channels per step.
+    const std::uint8_t* codes = v.value_codes + (t0 / kTileCols) * col_tiles * kTileBytes;
+    for (std::size_t g = 0; g < groups; ++g)
+      value_group_sums<Bits, NH>(codes, v.value_group, g, dim, whi, wlo, wstride, &s.wscale[g * 16],
+                                 acc);
+  }
+  LOGQUANT_UNROLL
+  for (int h = 0; h < NH; ++h) {
+    s.max[h] = max[h];
+    _mm512_store_ps(s.sum[h], sum[h]);
+  }
+}
+
+using KeyGroupFn = void (*)(const kernels::QuantizedHeadView&, const float*, std::size_t, bool,
+                            std::size_t, std::size_t, std::ptrdiff_t, AttendScratch&);
+using ValueChunkFn = void (*)(const kernels::QuantizedHeadView&, std::size_t, std::size_t, float*,
+                              AttendScratch&);
+
+template <unsigned Bits>
+inline KeyGroupFn key_group_fn(std::size_t heads) {
+  static const KeyGroupFn fns[kHeadBlock] = {
+      &key_group_scores<Bits, 1>, &key_group_scores<Bits, 2>, &key_group_scores<Bits, 3>,
+      &key_group_scores<Bits, 4>, &key_group_scores<Bits, 5>, &key_group_scores<Bits, 6>,
+      &key_group_scores<Bits, 7>, &key_group_scores<Bits, 8>};
+  return fns[heads - 1];
+}
+
+template <unsigned Bits>
+inline ValueChunkFn value_chunk_fn(std::size_t heads) {
+  static const ValueChunkFn fns[kHeadBlock] = {
+      &value_chunk<Bits, 1>, &value_chunk<Bits, 2>, &value_chunk<Bits, 3>, &value_chunk<Bits, 4>,
+      &value_chunk<Bits, 5>, &value_chunk<Bits, 6>, &value_chunk<Bits, 7>, &value_chunk<Bits, 8>};
+  return fns[heads - 1];
+}
+
+/// One block of at most kHeadBlock heads: chunk by chunk, the key pass, then the value pass.
+LOGQUANT_TARGET_AVX512 inline void attend_quantized_block(const kernels::QuantizedHeadView& v,
+                                                          const float* q, std::size_t begin,
+                                                          std::size_t end, kernels::StateView st) {
+  const std::size_t dim = v.head_dim, heads = st.heads;
+  const std::size_t padded = tiles_for(dim) * kTileCols, groups = dim / v.value_group;
+  AttendScratch& s = attend_scratch();
+  s.qs.resize(heads * padded);
+  s.q_hi.resize(heads * padded);
+  s.q_lo.resize(heads * padded);
+  s.scores.resize(heads * kScoreStride);
+  s.min_sum.assign(heads * groups * 16, 0.0f);
+  s.vscale.resize(groups * 16);
+  s.vmin.resize(groups * 16);
+  s.w_hi.resize(heads * groups * 16);
+  s.w_lo.resize(heads * groups * 16);
+  s.wscale.resize(groups * 16);
+  for (std::size_t h = 0; h < heads; ++h) {
+    s.max[h] = st.max[h];
+    _mm512_store_ps(s.sum[h], _mm512_maskz_mov_ps(1, _mm512_set1_ps(st.sum[h])));
+  }
+  KeyGroupFn key_group = nullptr;
+  ValueChunkFn value_pass = nullptr;
+  switch (v.key_bits) {
+    case 2: key_group = key_group_fn<2>(heads); break;
+    case 4: key_group = key_group_fn<4>(heads); break;
+    default: key_group = key_group_fn<8>(heads); break;
+  }
+  switch (v.value_bits) {
+    case 2: value_pass = value_chunk_fn<2>(heads); break;
+    case 4: value_pass = value_chunk_fn<4>(heads); break;
+    default: value_pass = value_chunk_fn<8>(heads); break;
+  }
+
+  std::size_t group = static_cast<std::size_t>(
+      std::upper_bound(v.group_first, v.group_first + v.groups + 1, begin) - v.group_first - 1);
+  std::size_t prepared = v.groups;  // none yet
+  for (std::size_t c0 = begin; c0 < end; c0 += kChunk) {
+    const std::size_t c1 = std::min(end, c0 + kChunk);
+    // Key pass: every key tile row with a token in [c0, c1), scores to scores[h][t - c0 + pad].
+    // Rows overhanging the chunk or their group land in the pads or are overwritten later by
+    // their own group (groups and rows go in increasing token order).
+    while (c0 >= v.group_first[group + 1]) ++group;
+    for (std::size_t g = group; g < v.groups && v.group_first[g] < c1; ++g) {
+      const std::size_t first = v.group_first[g], next = v.group_first[g + 1];
+      const std::size_t r0 = (std::max(c0, first) - first) / kTileRows * kTileRows;
+      key_group(v, q, g, prepared != g, r0, std::min(c1, next) - first,
+                static_cast<std::ptrdiff_t>(first) - static_cast<std::ptrdiff_t>(c0), s);
+      prepared = g;
+    }
+    value_pass(v, c0, c1, st.acc, s);
+  }
+
+  for (std::size_t h = 0; h < heads; ++h) {
+    st.max[h] = s.max[h];
+    st.sum[h] = reduce_add(_mm512_load_ps(s.sum[h]));
+    for (std::size_t g = 0; g < groups; ++g) {
+      const __m512 add =
+          _mm512_set1_ps(reduce_add(_mm512_loadu_ps(&s.min_sum[(h * groups + g) * 16])));
+      float* a = st.acc + h * dim + g * v.value_group;
+      for (std::size_t c = 0; c < v.value_group; c += 16) {
+        const __mmask16 m = tail_mask(v.value_group - c);
+        _mm512_mask_storeu_ps(a + c, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, a + c), add));
+      }
+    }
+  }
+}
+
+/// Same contract as scalar::attend_quantized.
+LOGQUANT_TARGET_AVX512 inline void attend_quantized(const kernels::QuantizedHeadView& v,
+                                                    const float* q, std::size_t begin,
+                                                    std::size_t end, kernels::StateView st) {
+  if (begin >= end) return;
+  for (std::size_t h0 = 0; h0 < st.heads; h0 += kHeadBlock) {
+    const std::size_t nh = std::min(kHeadBlock, st.heads - h0);
+    attend_quantized_block(
+        v, q + h0 * v.head_dim, begin, end,
+        kernels::StateView{st.max + h0, st.sum + h0, st.acc + h0 * v.head_dim, nh});
+  }
+}
+
+/// Softmax state of one head in attend_full: running max and per-lane sums.
+struct HeadState {
+  float max;
+  __m512 sum;
+};
+
+/// kernels::softmax_fold for 16 scores (invalid lanes -inf): returns p = exp(s - max), 0 on
+/// invalid lanes; acc is rescaled when the maximum rises.
+LOGQUANT_AVX512_INLINE __m512 softmax_tile(HeadState& hs, __m512 s, __mmask16 valid, float* acc,
+                                           std::size_t head_dim) {
+  if (_mm512_mask_cmp_ps_mask(valid, s, _mm512_set1_ps(hs.max), _CMP_GT_OQ) != 0) {
+    const float tile_max = reduce_max(s);
+    const __m512 c = _mm512_set1_ps(std::exp(hs.max - tile_max));  // 0 for an empty state
+    hs.sum = _mm512_mul_ps(hs.sum, c);
+    for (std::size_t d = 0; d < head_dim; d += 16) {
+      const __mmask16 m = tail_mask(head_dim - d);
+      _mm512_mask_storeu_ps(acc + d, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, acc + d), c));
+    }
+    hs.max = tile_max;
+  }
+  const __m512 p = _mm512_maskz_mov_ps(valid, exp_ps(_mm512_sub_ps(s, _mm512_set1_ps(hs.max))));
+  hs.sum = _mm512_add_ps(hs.sum, p);
+  return p;
+}
+
+/// Same contract as scalar::attend_full: 16 tokens at a time, one head at a time, the 16 dot
+/// products reduced together by transpose_sum16.
+LOGQUANT_TARGET_AVX512 inline void attend_full(const kernels::FullHeadView& v, const float* q,
+                                               kernels::StateView st) {
+  const std::size_t dim = v.head_dim;
+  const __m512 neg_inf = _mm512_set1_ps(-HUGE_VALF);
+  for (std::size_t h = 0; h < st.heads; ++h) {
+    const float* qh = q + h * dim;
+    float* acc = st.acc + h * dim;
+    HeadState hs{st.max[h], _mm512_mask_mov_ps(_mm512_setzero_ps(), 1, _mm512_set1_ps(st.sum[h]))};
+    for (std::size_t t0 = 0; t0 < v.tokens; t0 += kTileCols) {
+      const std::size_t n = std::min(kTileCols, v.tokens - t0);
+      __m512 part[16];
+      for (std::size_t j = 0; j < 16; ++j) part[j] = _mm512_setzero_ps();
+      for (std::size_t j = 0; j < n; ++j) {
+        const float* k = v.keys + (t0 + j) * dim;
+        __m512 a = _mm512_setzero_ps();
+        for (std::size_t d = 0; d < dim; d += 16) {
+          const __mmask16 m = tail_mask(dim - d);
+          a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, qh + d), _mm512_maskz_loadu_ps(m, k + d), a);
+        }
+        part[j] = a;
+      }
+      const __mmask16 valid = tail_mask(n);
+      const __m512 s = _mm512_mask_mov_ps(neg_inf, valid, transpose_sum16(part));
+      alignas(64) float p[16];
+      _mm512_store_ps(p, softmax_tile(hs, s, valid, acc, dim));
+      for (std::size_t d = 0; d < dim; d += 16) {
+        const __mmask16 m = tail_mask(dim - d);
+        __m512 a = _mm512_maskz_loadu_ps(m, acc + d);
+        for (std::size_t j = 0; j < n; ++j)
+          a = _mm512_fmadd_ps(_mm512_set1_ps(p[j]),
+                              _mm512_maskz_loadu_ps(m, v.values + (t0 + j) * dim + d), a);
+        _mm512_mask_storeu_ps(acc + d, m, a);
+      }
+    }
+    st.max[h] = hs.max;
+    st.sum[h] = reduce_add(hs.sum);
+  }
+}
+
+}  // namespace avx512
+}  // namespace logquant
+
+LOGQUANT_X86_KERNELS_END
+
+#endif  // LOGQUANT_HAVE_X86_KERNELS
