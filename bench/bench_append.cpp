@@ -1,0 +1,146 @@
+// KVCache::append benchmarks at Llama-3-8B shape, per cache kind and ISA:
+//   prefill  4096 tokens in one call into a fresh cache (construction included);
+//   decode   one token per call, cold (rotating over enough layers' caches of 4K tokens to exceed
+//            the last-level cache), averaged over whole demotion cycles: the number to hold against
+//            one decode attention step;
+//   demote   only the append that triggers a demotion (quantizing and packing one key group of W
+//            tokens and W value tokens, and compacting the FP block), timed alone.
+#include <benchmark/benchmark.h>
+
+#include <chrono>
+#include <cstddef>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include <logquant/logquant.hpp>
+
+#include "bench_util.hpp"
+
+namespace logquant_bench {
+namespace {
+
+const TokenPool& append_pool() {
+  static const TokenPool pool(kLlama3, 4096, 2);
+  return pool;
+}
+
+// Copies of a cache have vectors of capacity == size, so their first appends would reallocate
+// (copying megabytes) once per layer, a cost a cache that grew to this size has already paid.
+// Growing each copy by `tokens` and resetting it (copy-assignment keeps the capacity) leaves them
+// as an engine's caches are after the first such stretch. The amortised cost of vector growth
+// (about one copy of the cache per doubling) is therefore not in the decode numbers.
+template <class Cache>
+void warm_up(std::vector<Cache>& caches, const Cache& first, const TokenPool& pool,
+             std::size_t tokens) {
+  for (Cache& c : caches) {
+    for (std::size_t t = 0; t < tokens; ++t) c.append(pool.key(c.size()), pool.value(c.size()), 1);
+    c = first;
+  }
+}
+
+constexpr std::size_t kPrefillTokens = 4096;
+constexpr std::size_t kDecodeContext = 4096;
+
+void bench_prefill(benchmark::State& st, Kind k, logquant::Isa isa) {
+  const TokenPool& pool = append_pool();
+  const auto& table = logquant::kernels::table_for(isa);
+  for (auto _ : st) {
+    with_cache(kLlama3, k, table, [&](auto&& cache) {
+      fill(cache, pool, kPrefillTokens);
+      benchmark::DoNotOptimize(cache.size());
+    });
+  }
+  const double tokens = static_cast<double>(st.iterations()) * kPrefillTokens;
+  st.SetItemsProcessed(static_cast<std::int64_t>(tokens));
+  st.SetBytesProcessed(static_cast<std::int64_t>(tokens * 2 * pool.row * sizeof(float)));
+}
+
+void bench_decode(benchmark::State& st, Kind k, logquant::Isa isa) {
+  const TokenPool& pool = append_pool();
+  with_cache(kLlama3, k, logquant::kernels::table_for(isa), [&](auto&& first) {
+    using Cache = std::decay_t<decltype(first)>;
+    fill(first, pool, kDecodeContext);
+    const std::size_t layers = cold_layers(first.memory_bytes());
+    std::vector<Cache> caches(layers, first);
+    // Each layer gets `epoch` tokens (whole demotion cycles) before all are reset to 4K tokens.
+    const std::size_t epoch = demotion_cycle(k) * (1024 / demotion_cycle(k));
+    warm_up(caches, first, pool, epoch);
+    std::size_t i = 0, demotions = 0, quantized_before = 0;
+    for (const Cache& c : caches) quantized_before += c.quantized_size();
+    for (auto _ : st) {
+      Cache& c = caches[i % layers];
+      c.append(pool.key(c.size()), pool.value(c.size()), 1);
+      if (++i == layers * epoch) {
+        st.PauseTiming();
+        for (Cache& l : caches) demotions += l.quantized_size();
+        demotions -= quantized_before;
+        for (Cache& l : caches) l = first;
+        i = 0;
+        st.ResumeTiming();
+      }
+    }
+    for (const Cache& c : caches) demotions += c.quantized_size();
+    demotions -= quantized_before;
+    const double tokens = static_cast<double>(st.iterations());
+    st.SetItemsProcessed(static_cast<std::int64_t>(tokens));
+    st.SetBytesProcessed(static_cast<std::int64_t>(tokens * 2 * pool.row * sizeof(float)));
+    st.counters["layers"] = static_cast<double>(layers);
+    st.counters["cycle"] = static_cast<double>(demotion_cycle(k));
+    // Quantized tokens per appended token: 1 once the window is full (every token is demoted
+    // once, W at a time), confirming the average covers the demotions.
+    st.counters["demoted_per_token"] = tokens > 0 ? static_cast<double>(demotions) / tokens : 0.0;
+  });
+}
+
+void bench_demote(benchmark::State& st, Kind k, logquant::Isa isa) {
+  const TokenPool& pool = append_pool();
+  with_cache(kLlama3, k, logquant::kernels::table_for(isa), [&](auto&& first) {
+    using Cache = std::decay_t<decltype(first)>;
+    fill(first, pool, kDecodeContext);
+    const std::size_t layers = cold_layers(first.memory_bytes());
+    std::vector<Cache> caches(layers, first);
+    warm_up(caches, first, pool, 2048 + demotion_cycle(k));
+    const std::size_t budget = fp_budget(k);
+    std::size_t i = 0, demoted = 0;
+    for (auto _ : st) {
+      Cache& c = caches[i++ % layers];
+      while (c.full_precision_size() < budget) c.append(pool.key(c.size()), pool.value(c.size()), 1);
+      const std::size_t before = c.quantized_size();
+      const auto t0 = std::chrono::steady_clock::now();
+      c.append(pool.key(c.size()), pool.value(c.size()), 1);
+      const auto t1 = std::chrono::steady_clock::now();
+      st.SetIterationTime(std::chrono::duration<double>(t1 - t0).count());
+      demoted += c.quantized_size() - before;
+      if (c.size() > kDecodeContext + 2048) c = first;
+    }
+    st.SetItemsProcessed(static_cast<std::int64_t>(st.iterations()));
+    st.counters["demoted_per_step"] =
+        st.iterations() > 0 ? static_cast<double>(demoted) / static_cast<double>(st.iterations()) : 0;
+  });
+}
+
+}  // namespace
+
+void register_append_benchmarks() {
+  const Kind kinds[] = {Kind::kFull, Kind::kLogQuant2W42, Kind::kLogQuant2W48, Kind::kKivi2,
+                        Kind::kLogQuant4W42};
+  for (logquant::Isa isa : bench_isas())
+    for (Kind k : kinds) {
+      const std::string tail = std::string("/shape:") + kLlama3.name + "/cache:" + kind_name(k) +
+                               "/isa:" + logquant::isa_name(isa);
+      benchmark::RegisterBenchmark(("append/prefill" + tail + "/tokens:4096").c_str(),
+                                   [k, isa](benchmark::State& st) { bench_prefill(st, k, isa); })
+          ->Unit(benchmark::kMillisecond);
+      benchmark::RegisterBenchmark(("append/decode" + tail + "/ctx:4096").c_str(),
+                                   [k, isa](benchmark::State& st) { bench_decode(st, k, isa); })
+          ->Unit(benchmark::kMicrosecond);
+      if (fp_budget(k) > 0)
+        benchmark::RegisterBenchmark(("append/demote" + tail + "/ctx:4096").c_str(),
+                                     [k, isa](benchmark::State& st) { bench_demote(st, k, isa); })
+            ->UseManualTime()
+            ->Unit(benchmark::kMicrosecond);
+    }
+}
+
+}  // namespace logquant_bench

@@ -1,0 +1,294 @@
+// Decode attention benchmarks: one query token against the cache of one layer, at Llama-3-8B
+// shape and at head dim 64, for contexts of 1K .. 64K tokens, for every cache kind and ISA, on one
+// and two threads. Cold: each iteration attends the next of `layers` independent caches whose
+// bytes total >= 3x the last-level cache, so every byte comes from DRAM, as in a real decode step.
+// Also the DRAM read bandwidth of this machine, the roofline the attention numbers are held to.
+#include <benchmark/benchmark.h>
+
+#include <cmath>
+#include <cstddef>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <logquant/logquant.hpp>
+#include <logquant/parallel.hpp>
+
+#include "bench_util.hpp"
+#include "dense_attention.hpp"
+
+namespace logquant_bench {
+namespace {
+
+// The one data set alive at a time (a 64K fp32 set is ~1 GB): benchmarks are registered so that
+// all runs over one data set are adjacent, and a new key frees the old set before building.
+std::shared_ptr<void> g_data;
+std::string g_data_key;
+
+struct LayerInfo {
+  std::size_t layers = 0;
+  std::size_t read_bytes = 0;  // bytes one attention call reads (codes, metadata, FP rows)
+  double bits_per_value = 0, quantized_bits_per_value = 0;
+};
+
+template <class Cache>
+struct Layers {
+  std::vector<Cache> caches;
+  LayerInfo info;
+};
+
+// Builds (or returns) `layers` copies of a cache of kind k with ctx tokens.
+template <class Cache, class Make>
+const Layers<Cache>& layers_for(const std::string& key, Make make) {
+  if (g_data_key != key) {
+    g_data.reset();
+    g_data_key.clear();
+    auto data = std::make_shared<Layers<Cache>>();
+    make(*data);
+    g_data = data;
+    g_data_key = key;
+  }
+  return *static_cast<const Layers<Cache>*>(g_data.get());
+}
+
+const TokenPool& pool_for(const Shape& s) {
+  static const TokenPool llama(kLlama3, 4096, 1), hd64(kHeadDim64, 4096, 1);
+  return s.head_dim == kLlama3.head_dim ? llama : hd64;
+}
+
+std::vector<float> query_for(const Shape& s) {
+  std::mt19937 rng(5);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> q(s.q_heads * s.head_dim);
+  for (float& x : q) x = normal(rng);
+  return q;
+}
+
+enum class Via { kPool, kSpawn };
+
+void set_counters(benchmark::State& st, const LayerInfo& info, std::size_t ctx, std::size_t threads) {
+  const double iters = static_cast<double>(st.iterations());
+  st.SetBytesProcessed(static_cast<std::int64_t>(iters * static_cast<double>(info.read_bytes)));
+  st.SetItemsProcessed(static_cast<std::int64_t>(iters * static_cast<double>(ctx)));
+  st.counters["layers"] = static_cast<double>(info.layers);
+  st.counters["MB_read"] = static_cast<double>(info.read_bytes) / 1e6;
+  st.counters["bits_per_value"] = info.bits_per_value;
+  st.counters["qbits_per_value"] = info.quantized_bits_per_value;
+  st.counters["ctx"] = static_cast<double>(ctx);
+  st.counters["threads"] = static_cast<double>(threads);
+}
+
+// KVCache kinds: attend(), attend_parallel with the spinning pool, or with std::threads.
+template <class Cache>
+void bench_kvcache(benchmark::State& st, const Shape& s, Kind k, logquant::Isa isa, std::size_t ctx,
+                   std::size_t threads, Via via) {
+  const std::string key = std::string(s.name) + "/" + kind_name(k) + "/" +
+                          logquant::isa_name(isa) + "/" + std::to_string(ctx);
+  const auto& data = layers_for<Cache>(key, [&](Layers<Cache>& d) {
+    with_cache(s, k, logquant::kernels::table_for(isa), [&](auto&& first) {
+      if constexpr (std::is_same_v<std::decay_t<decltype(first)>, Cache>) {
+        fill(first, pool_for(s), ctx);
+        const logquant::MemoryReport m = first.memory();
+        d.info.read_bytes = m.code_bytes + m.metadata_bytes + m.full_precision_bytes;
+        d.info.bits_per_value = m.bits_per_value();
+        d.info.quantized_bits_per_value = m.quantized_bits_per_value();
+        d.info.layers = cold_layers(m.total());
+        d.caches.reserve(d.info.layers);
+        for (std::size_t l = 1; l < d.info.layers; ++l) d.caches.push_back(first);
+        d.caches.push_back(std::move(first));
+      }
+    });
+  });
+  const std::vector<float> q = query_for(s);
+  std::vector<float> out(q.size());
+  const float scale = 1.0f / std::sqrt(static_cast<float>(s.head_dim));
+  std::unique_ptr<SpinPool> pool;
+  if (threads > 1 && via == Via::kPool) pool = std::make_unique<SpinPool>(threads);
+  auto run = [&](std::size_t count, const auto& job) { pool->run(count, job); };
+  std::size_t i = 0;
+  for (auto _ : st) {
+    const Cache& c = data.caches[i++ % data.caches.size()];
+    if (threads == 1)
+      c.attend(q.data(), s.q_heads, out.data(), scale);
+    else if (via == Via::kPool)
+      logquant::attend_parallel(c, q.data(), s.q_heads, out.data(), scale, threads, run);
+    else
+      logquant::attend_parallel(c, q.data(), s.q_heads, out.data(), scale, threads);
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  set_counters(st, data.info, ctx, threads);
+}
+
+// Dense fp32 / fp16 baselines: split by KV head across threads (no merge needed).
+template <class Format>
+void bench_dense(benchmark::State& st, const Shape& s, std::size_t ctx, std::size_t threads,
+                 Via via) {
+  using Cache = DenseCache<Format>;
+  const std::string key = std::string(s.name) + "/" + Format::kName + "/" + std::to_string(ctx);
+  const auto& data = layers_for<std::unique_ptr<Cache>>(key, [&](Layers<std::unique_ptr<Cache>>& d) {
+    auto first = std::make_unique<Cache>(s.kv_heads, s.head_dim, ctx);
+    fill(*first, pool_for(s), ctx);
+    d.info.read_bytes = first->bytes();
+    d.info.bits_per_value = d.info.quantized_bits_per_value = 8.0 * sizeof(typename Format::Storage);
+    d.info.layers = cold_layers(first->bytes());
+    d.caches.push_back(std::move(first));
+    for (std::size_t l = 1; l < d.info.layers; ++l) {
+      d.caches.push_back(std::make_unique<Cache>(s.kv_heads, s.head_dim, ctx));
+      fill(*d.caches.back(), pool_for(s), ctx);
+    }
+  });
+  const std::vector<float> q = query_for(s);
+  std::vector<float> out(q.size());
+  const float scale = 1.0f / std::sqrt(static_cast<float>(s.head_dim));
+  std::unique_ptr<SpinPool> pool;
+  if (threads > 1 && via == Via::kPool) pool = std::make_unique<SpinPool>(threads);
+  const std::size_t per = (s.kv_heads + threads - 1) / threads;
+  std::size_t i = 0;
+  for (auto _ : st) {
+    const Cache& c = *data.caches[i++ % data.caches.size()];
+    auto job = [&](std::size_t t) {
+      const std::size_t h0 = std::min(s.kv_heads, t * per), h1 = std::min(s.kv_heads, h0 + per);
+      if (h0 < h1) dense_attend(c, q.data(), s.q_heads, out.data(), scale, h0, h1);
+    };
+    if (threads == 1) {
+      job(0);
+    } else if (via == Via::kPool) {
+      pool->run(threads, job);
+    } else {
+      std::vector<std::thread> ts;
+      for (std::size_t t = 1; t < threads; ++t) ts.emplace_back(job, t);
+      job(0);
+      for (std::thread& t : ts) t.join();
+    }
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  set_counters(st, data.info, ctx, threads);
+}
+
+#if LOGQUANT_BENCH_X86
+LOGQUANT_BENCH_AVX512_TARGET float sum_avx512(const float* x, std::size_t n) {
+  __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  for (std::size_t i = 0; i + 64 <= n; i += 64) {
+    a0 = _mm512_add_ps(a0, _mm512_load_ps(x + i));
+    a1 = _mm512_add_ps(a1, _mm512_load_ps(x + i + 16));
+    a2 = _mm512_add_ps(a2, _mm512_load_ps(x + i + 32));
+    a3 = _mm512_add_ps(a3, _mm512_load_ps(x + i + 48));
+  }
+  return detail::hsum16(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+}
+#endif
+
+float sum_any(const float* x, std::size_t n) {
+#if LOGQUANT_BENCH_X86
+  if (dense_has_avx512()) return sum_avx512(x, n);
+#endif
+  float a[8] = {};
+  for (std::size_t i = 0; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j) a[j] += x[i + j];
+  return a[0] + a[1] + a[2] + a[3] + a[4] + a[5] + a[6] + a[7];
+}
+
+// DRAM read bandwidth: sums a buffer of 4x the LLC, split across threads.
+void bench_dram_read(benchmark::State& st, std::size_t threads) {
+  const std::size_t n = 4 * llc_bytes() / sizeof(float) / 1024 * 1024;
+  static std::unique_ptr<float[], detail::FreeDeleter> buf;
+  static std::size_t buf_n = 0;
+  if (buf_n != n) {
+    buf = detail::aligned_array<float>(n);
+    for (std::size_t i = 0; i < n; ++i) buf[i] = 1.0f;
+    buf_n = n;
+  }
+  SpinPool pool(threads);
+  std::vector<float> sums(threads);
+  const std::size_t per = n / threads;
+  for (auto _ : st) {
+    pool.run(threads, [&](std::size_t t) { sums[t] = sum_any(buf.get() + t * per, per); });
+    benchmark::DoNotOptimize(sums.data());
+  }
+  st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations()) *
+                       static_cast<std::int64_t>(per * threads * sizeof(float)));
+  st.counters["threads"] = static_cast<double>(threads);
+}
+
+std::string attend_name(const Shape& s, std::size_t ctx, const char* cache, const char* isa,
+                        std::size_t threads, Via via) {
+  std::string n = std::string("attend/shape:") + s.name + "/ctx:" + std::to_string(ctx) +
+                  "/cache:" + cache + "/isa:" + isa + "/threads:" + std::to_string(threads);
+  if (threads > 1) n += via == Via::kPool ? "/via:pool" : "/via:spawn";
+  return n;
+}
+
+}  // namespace
+
+void register_attention_benchmarks() {
+  for (std::size_t threads : {1, 2})
+    benchmark::RegisterBenchmark(("dram/read/threads:" + std::to_string(threads)).c_str(),
+                                 [threads](benchmark::State& st) { bench_dram_read(st, threads); })
+        ->UseRealTime()
+        ->Unit(benchmark::kMillisecond);
+
+  // Thread variants per data set: 1; 2 through a pool (an engine's); 2 through attend_parallel's
+  // own std::threads (started per call).
+  const std::vector<std::pair<std::size_t, Via>> variants{
+      {1, Via::kPool}, {2, Via::kPool}, {2, Via::kSpawn}};
+  for (const Shape* s : {&kLlama3, &kHeadDim64})
+    for (std::size_t ctx : {1024, 4096, 16384, 65536}) {
+      for (const auto& [threads, via] : variants) {
+        const Shape& shape = *s;
+        const std::size_t t = threads;
+        const Via v = via;
+        benchmark::RegisterBenchmark(attend_name(shape, ctx, "fp32", dense_isa_name(), t, v).c_str(),
+                                     [&shape, ctx, t, v](benchmark::State& st) {
+                                       bench_dense<Fp32>(st, shape, ctx, t, v);
+                                     })
+            ->UseRealTime()
+            ->Unit(benchmark::kMicrosecond);
+      }
+      for (const auto& [threads, via] : variants) {
+        const Shape& shape = *s;
+        const std::size_t t = threads;
+        const Via v = via;
+        benchmark::RegisterBenchmark(attend_name(shape, ctx, "fp16", dense_isa_name(), t, v).c_str(),
+                                     [&shape, ctx, t, v](benchmark::State& st) {
+                                       bench_dense<Fp16>(st, shape, ctx, t, v);
+                                     })
+            ->UseRealTime()
+            ->Unit(benchmark::kMicrosecond);
+      }
+      for (logquant::Isa isa : bench_isas())
+        for (Kind k : {Kind::kFull, Kind::kLogQuant2W42, Kind::kLogQuant2W48, Kind::kKivi2,
+                       Kind::kLogQuant4W42})
+          for (const auto& [threads, via] : variants) {
+            const Shape& shape = *s;
+            const std::size_t t = threads;
+            const Via v = via;
+            benchmark::RegisterBenchmark(
+                attend_name(shape, ctx, kind_name(k), logquant::isa_name(isa), t, v).c_str(),
+                [&shape, k, isa, ctx, t, v](benchmark::State& st) {
+                  switch (k) {
+                    case Kind::kFull:
+                      bench_kvcache<logquant::KVCache<logquant::FullSelector>>(st, shape, k, isa,
+                                                                               ctx, t, v);
+                      break;
+                    case Kind::kKivi2:
+                      bench_kvcache<logquant::KVCache<logquant::RecentSelector>>(st, shape, k, isa,
+                                                                                 ctx, t, v);
+                      break;
+                    default:
+                      bench_kvcache<logquant::KVCache<logquant::LogSelector>>(st, shape, k, isa,
+                                                                              ctx, t, v);
+                      break;
+                  }
+                })
+                ->UseRealTime()
+                ->Unit(benchmark::kMicrosecond);
+          }
+    }
+}
+
+}  // namespace logquant_bench
