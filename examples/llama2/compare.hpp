@@ -30,6 +30,10 @@ struct CompareOptions {
   unsigned key_bits = 2, value_bits = 2;
   std::size_t group = logquant::SinkSelector::kDefaultGroup;  ///< KIVI / sink demotion group
   std::size_t sink = 4;
+  bool rotate = false;  ///< rotate every policy's cached channels (--rotate)
+  /// --rows: when not empty, these policies replace the budget rows, and the paired differences
+  /// are taken against the first of them.
+  std::vector<Policy> rows;
 };
 
 /// One row of the table: a policy and the budget it is matched to.
@@ -43,6 +47,7 @@ struct CompareRow {
 /// sqrt(Σ (k̂ - k)² / Σ k²) of the quantized keys of all layers at the end of the sequence.
 struct SequenceScore {
   double perplexity = 0, kl = 0, top1 = 0, mass = 0, fp_tokens = 0, key_error = 0;
+  double bytes = 0;  ///< cache bytes, memory().total() summed over layers, mean over positions
 };
 
 struct CompareResult {
@@ -58,9 +63,12 @@ struct CompareResult {
 inline std::vector<CompareRow> compare_rows(const CompareOptions& o) {
   std::vector<CompareRow> rows;
   auto add = [&](Policy p, std::size_t budget, const std::string& matched) {
-    p.key_bits = o.key_bits;
-    p.value_bits = o.value_bits;
-    p.group = o.group;
+    if (!p.own_bits) {
+      p.key_bits = o.key_bits;
+      p.value_bits = o.value_bits;
+    }
+    if (!p.own_group) p.group = o.group;
+    p.rotate = p.rotate || o.rotate;
     for (CompareRow& r : rows)
       if (r.budget == budget && r.policy.name() == p.name()) {
         r.matched += " & " + matched;
@@ -69,6 +77,10 @@ inline std::vector<CompareRow> compare_rows(const CompareOptions& o) {
     rows.push_back(CompareRow{p, budget, matched});
   };
   add(Policy::full(), 0, "-");
+  if (!o.rows.empty()) {
+    for (const Policy& p : o.rows) add(p, p.max_full_precision(), "given");
+    return rows;
+  }
   for (std::size_t b : o.budgets) {
     const std::size_t w = b / 3;
     if (w == 0 || b <= o.sink)
@@ -230,6 +242,8 @@ inline CompareResult run_compare(const Checkpoint& model, const CompareOptions& 
         a.top1 += top == full_top ? 1.0 : 0.0;
         a.mass += exact.mass_on(fp);
         a.fp_tokens += static_cast<double>(fp.size());
+        for (std::size_t l = 0; l < sessions[r]->layers(); ++l)
+          a.bytes += static_cast<double>(sessions[r]->cache(l).memory().total());
       }
       if (next == kBos) ++result.story_breaks;
       token = next;
@@ -242,6 +256,7 @@ inline CompareResult run_compare(const Checkpoint& model, const CompareOptions& 
       a.top1 /= n;
       a.mass /= n;
       a.fp_tokens /= n;
+      a.bytes /= n;
       a.key_error = detail::key_error(*sessions[r], exact);
       result.scores[r].push_back(a);
     }
@@ -286,21 +301,24 @@ inline std::string format_report(const CompareOptions& o, const CompareResult& r
                 "%zu sequences of %zu tokens sampled from the full-precision model (temperature "
                 "%.2f, seeds %llu..%llu; %zu story breaks (BOS) inside them); %zu predicted "
                 "positions per sequence; keys %u-bit, values %u-bit; KIVI/sink demotion group "
-                "%zu. Mean ± standard error over sequences.\n\n",
+                "%zu%s. Mean ± standard error over sequences; cache bytes are memory().total() "
+                "summed over layers, averaged over positions.\n\n",
                 o.sequences, o.length, static_cast<double>(o.temperature),
                 static_cast<unsigned long long>(o.seed),
                 static_cast<unsigned long long>(o.seed + o.sequences - 1), res.story_breaks,
-                o.length - 1, o.key_bits, o.value_bits, o.group);
+                o.length - 1, o.key_bits, o.value_bits, o.group,
+                o.rotate ? "; channels rotated (--rotate)" : "");
   out += line;
-  out += "| budget B | policy | matched on | mean FP tokens | perplexity | KL(full ‖ policy) "
-         "| top-1 agreement % | FP attention mass % | key error % |\n";
-  out += "|---|---|---|---|---|---|---|---|---|\n";
+  out += "| budget B | policy | matched on | mean FP tokens | mean cache bytes | perplexity "
+         "| KL(full ‖ policy) | top-1 agreement % | FP attention mass % | key error % |\n";
+  out += "|---|---|---|---|---|---|---|---|---|---|\n";
   for (std::size_t r = 0; r < res.rows.size(); ++r) {
     const CompareRow& row = res.rows[r];
-    std::snprintf(line, sizeof line, "| %s | %s | %s | %.1f | %s | %s | %s | %s | %s |\n",
+    std::snprintf(line, sizeof line, "| %s | %s | %s | %.1f | %.0f | %s | %s | %s | %s | %s |\n",
                   row.budget == 0 ? "-" : std::to_string(row.budget).c_str(),
                   row.policy.name().c_str(), row.matched.c_str(),
                   mean_se(column(r, &SequenceScore::fp_tokens, 1)).mean,
+                  mean_se(column(r, &SequenceScore::bytes, 1)).mean,
                   fmt(mean_se(column(r, &SequenceScore::perplexity, 1)), "%.4f ± %.4f").c_str(),
                   fmt(mean_se(column(r, &SequenceScore::kl, 1)), "%.5f ± %.5f").c_str(),
                   fmt(mean_se(column(r, &SequenceScore::top1, 100)), "%.2f ± %.2f").c_str(),
@@ -309,17 +327,27 @@ inline std::string format_report(const CompareOptions& o, const CompareResult& r
     out += line;
   }
 
-  out += "\nPaired differences, baseline − LogQuant at the same budget, over the same sequences "
-         "(positive ΔKL and negative Δtop-1 mean LogQuant is closer to full precision):\n\n";
+  const bool given = !o.rows.empty();
+  out += given ? "\nPaired differences, row − the first given row, over the same sequences "
+                 "(positive ΔKL and negative Δtop-1 mean the first row is closer to full "
+                 "precision):\n\n"
+               : "\nPaired differences, baseline − LogQuant at the same budget, over the same "
+                 "sequences (positive ΔKL and negative Δtop-1 mean LogQuant is closer to full "
+                 "precision):\n\n";
   out += "| budget B | baseline | matched on | ΔKL | Δtop-1 agreement (points) | Δperplexity |\n";
   out += "|---|---|---|---|---|---|\n";
   for (std::size_t r = 0; r < res.rows.size(); ++r) {
     const CompareRow& row = res.rows[r];
-    if (row.budget == 0 || row.policy.kind == Policy::Kind::kLogQuant) continue;
     std::size_t lq = 0;
-    for (std::size_t k = 0; k < res.rows.size(); ++k)
-      if (res.rows[k].budget == row.budget && res.rows[k].policy.kind == Policy::Kind::kLogQuant)
-        lq = k;
+    if (given) {
+      if (r <= 1) continue;  // row 0 is full precision, row 1 the reference
+      lq = 1;
+    } else {
+      if (row.budget == 0 || row.policy.kind == Policy::Kind::kLogQuant) continue;
+      for (std::size_t k = 0; k < res.rows.size(); ++k)
+        if (res.rows[k].budget == row.budget && res.rows[k].policy.kind == Policy::Kind::kLogQuant)
+          lq = k;
+    }
     auto diff = [&](double SequenceScore::*field, double factor) {
       std::vector<double> d;
       for (std::size_t s = 0; s < res.scores[r].size(); ++s)

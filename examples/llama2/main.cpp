@@ -19,15 +19,19 @@ namespace {
 const char* kUsage =
     "usage: logquant_llama2 MODEL.bin TOKENIZER.bin [options]\n"
     "generation:\n"
-    "  --policy P        full | logquant:W | kivi:R | sink:S,R   (default full)\n"
+    "  --policy P        full | logquant:W | logstep:W,STEP | kivi:R[,G] | sink:S,R[,G]\n"
+    "                    then optionally +rot (rotate channels), +bK/V (bits)  (default full)\n"
     "  --bits K/V        key/value bits of quantized tokens: 2, 4 or 8 (default 2/2)\n"
     "  --group G         tokens KIVI and sink demote at once (default 32)\n"
+    "  --rotate          Hadamard-rotate cached channels (CacheConfig::rotate)\n"
     "  --prompt TEXT     text to start from (default: none, BOS only)\n"
     "  --steps N         positions to run, prompt included (default 256, at most seq_len)\n"
     "  --temperature T   0 = greedy (default 1)\n"
     "  --seed S          sampling seed (default 42)\n"
     "comparison (--compare):\n"
     "  --budgets B,B...  full-precision budgets (default 48,96)\n"
+    "  --rows \"P P...\"  compare these policies (space-separated) instead of the budget rows;\n"
+    "                    paired differences are against the first\n"
     "  --sequences N     sampled sequences (default 16)\n"
     "  --length L        tokens per sequence, BOS included (default 512)\n"
     "  --seed S          sequence i is sampled with seed S + i (default 1)\n"
@@ -121,7 +125,7 @@ int main(int argc, char** argv) {
     std::size_t steps = 256, group = logquant::SinkSelector::kDefaultGroup;
     float temperature = 1.0f;
     std::uint64_t seed = 0;
-    bool have_seed = false, compare = false;
+    bool have_seed = false, compare = false, rotate = false;
     for (int i = 1; i < argc; ++i) {
       const std::string a = argv[i];
       auto value = [&]() -> std::string {
@@ -143,6 +147,15 @@ int main(int argc, char** argv) {
       } else if (a == "--seed") {
         seed = parse_seed(value());
         have_seed = true;
+      } else if (a == "--rotate") {
+        rotate = true;
+      } else if (a == "--rows") {
+        const std::string list = value();
+        for (std::size_t p = 0; p < list.size();) {
+          const std::size_t q = std::min(list.find(' ', p), list.size());
+          if (q > p) cmp.rows.push_back(llama2::parse_policy(list.substr(p, q - p)));
+          p = q + 1;
+        }
       } else if (a == "--compare") {
         compare = true;
       } else if (a == "--budgets") {
@@ -171,7 +184,8 @@ int main(int argc, char** argv) {
       return 2;
     }
     llama2::parse_bits(bits, policy);
-    policy.group = group;
+    if (!policy.own_group) policy.group = group;
+    policy.rotate = policy.rotate || rotate;
 
     const llama2::Checkpoint model = llama2::load_checkpoint(positional[0]);
     const llama2::Tokenizer tok = llama2::load_tokenizer(positional[1], model.config.vocab_size);
@@ -186,6 +200,7 @@ int main(int argc, char** argv) {
       cmp.key_bits = policy.key_bits;
       cmp.value_bits = policy.value_bits;
       cmp.group = group;
+      cmp.rotate = rotate;
       cmp.temperature = temperature;
       if (have_seed) cmp.seed = seed;
       const auto start = std::chrono::steady_clock::now();

@@ -1,7 +1,7 @@
 // Choosing a cache policy at run time. logquant::KVCache takes its selector as a template
 // parameter (so the selector's bookkeeping inlines into append); an engine that picks the policy
-// from a command line holds a std::variant of the four cache types and visits it. PolicyCache is
-// that variant with the three calls an engine needs: append, attend and memory.
+// from a command line holds a std::variant of the cache types and visits it. PolicyCache is that
+// variant with the three calls an engine needs: append, attend and memory.
 #pragma once
 
 #include <cstddef>
@@ -16,37 +16,54 @@ namespace llama2 {
 
 /// Which tokens stay in full precision, and how the others are quantized.
 struct Policy {
-  enum class Kind { kFull, kLogQuant, kKivi, kSink };
+  enum class Kind { kFull, kLogQuant, kKivi, kSink, kLogStep };
   Kind kind = Kind::kFull;
-  std::size_t window = 0;  ///< LogQuant W (FP budget 3W)
+  std::size_t window = 0;  ///< LogQuant / LogStep W (FP budget 3W)
+  std::size_t step = 0;    ///< LogStep: tokens demoted per event
   std::size_t recent = 0;  ///< KIVI / sink: recent window R
   std::size_t sink = 0;    ///< sink: first S tokens
   std::size_t group = logquant::SinkSelector::kDefaultGroup;  ///< KIVI / sink demotion group
   unsigned key_bits = 2, value_bits = 2;
+  bool rotate = false;     ///< CacheConfig::rotate (Hadamard rotation of cached channels)
+  bool own_group = false;  ///< `group` was given in the policy text (kivi:R,G / sink:S,R,G)
+  bool own_bits = false;   ///< bits were given in the policy text (+bK/V)
 
   static Policy full() { return Policy{}; }
   static Policy logquant(std::size_t w) { return make(Kind::kLogQuant, w, 0, 0); }
+  static Policy logstep(std::size_t w, std::size_t g) {
+    Policy p = make(Kind::kLogStep, w, 0, 0);
+    p.step = g;
+    return p;
+  }
   static Policy kivi(std::size_t r) { return make(Kind::kKivi, 0, r, 0); }
   static Policy sink_window(std::size_t s, std::size_t r) { return make(Kind::kSink, 0, r, s); }
 
   /// The most FP tokens the policy holds at once (0 for full: unbounded).
   std::size_t max_full_precision() const {
     switch (kind) {
-      case Kind::kLogQuant: return 3 * window;
+      case Kind::kLogQuant:
+      case Kind::kLogStep: return 3 * window;
       case Kind::kKivi: return recent;
       case Kind::kSink: return sink + recent;
       default: return 0;
     }
   }
 
-  /// "full", "logquant:16", "kivi:48", "sink:4,44" (the --policy syntax).
+  /// "full", "logquant:16", "logstep:32,16", "kivi:48", "sink:4,44", "kivi:48,16+rot+b4/2"
+  /// (the --policy syntax; a group, bits or rotation appear only when given in the text).
   std::string name() const {
+    std::string n;
+    const std::string g = own_group ? "," + std::to_string(group) : "";
     switch (kind) {
-      case Kind::kLogQuant: return "logquant:" + std::to_string(window);
-      case Kind::kKivi: return "kivi:" + std::to_string(recent);
-      case Kind::kSink: return "sink:" + std::to_string(sink) + "," + std::to_string(recent);
-      default: return "full";
+      case Kind::kLogQuant: n = "logquant:" + std::to_string(window); break;
+      case Kind::kLogStep: n = "logstep:" + std::to_string(window) + "," + std::to_string(step); break;
+      case Kind::kKivi: n = "kivi:" + std::to_string(recent) + g; break;
+      case Kind::kSink: n = "sink:" + std::to_string(sink) + "," + std::to_string(recent) + g; break;
+      default: n = "full";
     }
+    if (rotate) n += "+rot";
+    if (own_bits) n += "+b" + std::to_string(key_bits) + "/" + std::to_string(value_bits);
+    return n;
   }
 
  private:
@@ -75,27 +92,63 @@ inline std::size_t parse_count(const std::string& s, const std::string& what) {
 }
 }  // namespace detail
 
-/// Parses full | logquant:W | kivi:R | sink:S,R.
-inline Policy parse_policy(const std::string& text) {
-  const std::string what = "--policy " + text;
+inline void parse_bits(const std::string& text, Policy& policy);
+
+/// Parses full | logquant:W | logstep:W,STEP | kivi:R[,G] | sink:S,R[,G], optionally followed by
+/// +rot (rotate cached channels) and/or +bK/V (bits of this policy, overriding --bits).
+inline Policy parse_policy(const std::string& full_text) {
+  const std::string what = "--policy " + full_text;
+  const std::size_t plus = full_text.find('+');
+  const std::string text = full_text.substr(0, plus);
   const std::size_t colon = text.find(':');
   const std::string kind = text.substr(0, colon);
   const std::string arg = colon == std::string::npos ? "" : text.substr(colon + 1);
-  if (kind == "full" && colon == std::string::npos) return Policy::full();
-  if (kind == "logquant") return Policy::logquant(detail::parse_count(arg, what));
-  if (kind == "kivi") return Policy::kivi(detail::parse_count(arg, what));
-  if (kind == "sink") {
-    const std::size_t comma = arg.find(',');
-    if (comma == std::string::npos)
-      throw std::invalid_argument(what + ": expected sink:S,R (sink tokens, recent window)");
-    return Policy::sink_window(detail::parse_count(arg.substr(0, comma), what),
-                               detail::parse_count(arg.substr(comma + 1), what));
+  std::vector<std::size_t> nums;
+  for (std::size_t p = 0; colon != std::string::npos && p <= arg.size();) {
+    const std::size_t q = std::min(arg.find(',', p), arg.size());
+    nums.push_back(detail::parse_count(arg.substr(p, q - p), what));
+    p = q + 1;
   }
-  throw std::invalid_argument(what + ": expected full, logquant:W, kivi:R or sink:S,R");
+  Policy pol;
+  auto fail = [&]() {
+    throw std::invalid_argument(what +
+                                ": expected full, logquant:W, logstep:W,STEP, kivi:R[,G] or "
+                                "sink:S,R[,G], then optionally +rot and +bK/V");
+  };
+  if (kind == "full" && colon == std::string::npos) {
+    pol = Policy::full();
+  } else if (kind == "logquant" && nums.size() == 1) {
+    pol = Policy::logquant(nums[0]);
+  } else if (kind == "logstep" && nums.size() == 2) {
+    pol = Policy::logstep(nums[0], nums[1]);
+  } else if (kind == "kivi" && (nums.size() == 1 || nums.size() == 2)) {
+    pol = Policy::kivi(nums[0]);
+    if (nums.size() == 2) pol.group = nums[1], pol.own_group = true;
+  } else if (kind == "sink" && (nums.size() == 2 || nums.size() == 3)) {
+    pol = Policy::sink_window(nums[0], nums[1]);
+    if (nums.size() == 3) pol.group = nums[2], pol.own_group = true;
+  } else {
+    fail();
+  }
+  for (std::size_t p = plus; p != std::string::npos;) {
+    const std::size_t q = full_text.find('+', p + 1);
+    const std::string opt = full_text.substr(p + 1, q == std::string::npos ? q : q - p - 1);
+    if (opt == "rot") {
+      pol.rotate = true;
+    } else if (opt.size() > 1 && opt[0] == 'b') {
+      parse_bits(opt.substr(1), pol);
+      pol.own_bits = true;
+    } else {
+      fail();
+    }
+    p = q;
+  }
+  return pol;
 }
 
 /// Parses --bits K/V, e.g. "2/2" or "4/2"; sets policy.key_bits and value_bits.
 inline void parse_bits(const std::string& text, Policy& policy) {
+  if (policy.own_bits) return;  // bits given in the policy text win
   const std::size_t slash = text.find('/');
   auto fail = [&] {
     throw std::invalid_argument("--bits " + text + ": expected K/V with K, V in {2, 4, 8}");
@@ -113,7 +166,7 @@ inline void parse_bits(const std::string& text, Policy& policy) {
 class PolicyCache {
  public:
   PolicyCache(const Policy& p, std::size_t head_dim, std::size_t kv_heads)
-      : cache_(make(p, logquant::CacheConfig{head_dim, kv_heads, p.key_bits, p.value_bits, 0})) {}
+      : cache_(make(p, config(p, head_dim, kv_heads))) {}
 
   /// n tokens of keys (after RoPE) and values, [n][kv_heads][head_dim].
   void append(const float* keys, const float* values, std::size_t n) {
@@ -148,13 +201,22 @@ class PolicyCache {
   using Variant = std::variant<logquant::KVCache<logquant::FullSelector>,
                                logquant::KVCache<logquant::LogSelector>,
                                logquant::KVCache<logquant::RecentSelector>,
-                               logquant::KVCache<logquant::SinkSelector>>;
+                               logquant::KVCache<logquant::SinkSelector>,
+                               logquant::KVCache<logquant::LogStepSelector>>;
+
+  static logquant::CacheConfig config(const Policy& p, std::size_t head_dim, std::size_t kv_heads) {
+    logquant::CacheConfig cfg{head_dim, kv_heads, p.key_bits, p.value_bits, 0};
+    cfg.rotate = p.rotate;
+    return cfg;
+  }
 
   static Variant make(const Policy& p, const logquant::CacheConfig& cfg) {
     using namespace logquant;
     switch (p.kind) {
       case Policy::Kind::kLogQuant:
         return KVCache<LogSelector>(cfg, LogSelector(p.window));
+      case Policy::Kind::kLogStep:
+        return KVCache<LogStepSelector>(cfg, LogStepSelector(p.window, p.step));
       case Policy::Kind::kKivi:
         return KVCache<RecentSelector>(cfg, RecentSelector(p.recent, p.group));
       case Policy::Kind::kSink:
