@@ -3,7 +3,8 @@
 // SADALP), chosen by a run-time check. Here both flavours run against the scalar reference and
 // against each other, the check is compared with what the test runner says the CPU has
 // (LOGQUANT_TEST_EXPECT_DOTPROD=0|1, set by the aarch64 ctest entries: qemu's default CPU has
-// dotprod, `-cpu cortex-a53` does not), and the vector exp is measured against std::exp.
+// dotprod, `-cpu cortex-a53` does not), the vectorized operand preparation is compared byte for
+// byte with the shared helpers, and the vector exp is measured against std::exp.
 #include <gtest/gtest.h>
 
 #include <logquant/logquant.hpp>
@@ -151,6 +152,75 @@ std::size_t expect_matches_scalar(AttendFn fn) {
         }
       }
   return cases;
+}
+
+// The NEON kernels vectorize kernels::prepare_key_query and kernels::quantize_tile_weights; the
+// int8 operands (and qscale, wscale) must stay byte for byte those of the shared helpers, so the
+// integer dot products stay the reference's. Cases: zero and tiny maxima (the inverse overflows),
+// fp16-subnormal scales, rounding ties, tails of 1-15 channels or tokens.
+TEST(NeonOperands, QueryDigitsAndTileWeightsEqualTheSharedHelpers) {
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> u(-3.0f, 3.0f);
+  for (std::size_t dim : {1u, 3u, 15u, 16u, 17u, 33u, 80u, 128u, 256u})
+    for (unsigned digits : {1u, 2u})
+      for (int rep = 0; rep < 12; ++rep) {
+        SCOPED_TRACE("head_dim " + std::to_string(dim) + ", digits " + std::to_string(digits) +
+                     ", rep " + std::to_string(rep));
+        const std::size_t padded = tiles_for(dim) * 16;
+        const float q_scale = rep == 3 ? 0.0f : rep == 4 ? 1e-36f : 1.0f;
+        std::vector<float> q(dim);
+        std::vector<GroupParams> meta(dim);
+        for (float& x : q) x = u(rng) * q_scale;
+        for (GroupParams& m : meta) {
+          m.scale = float_to_half(std::fabs(u(rng)) * (rep % 5 == 1 ? 1e-6f : 1.0f));
+          m.min = float_to_half(u(rng));
+        }
+        std::vector<std::int8_t> want_hi(padded, 7), want_lo(padded, 7), got_hi(padded, 9),
+            got_lo(padded, 9);
+        float want_scale, want_bias, got_scale, got_bias;
+        std::int32_t sum_hi, sum_lo;
+        kernels::prepare_key_query(q.data(), dim, padded, meta.data(), digits, want_hi.data(),
+                                   want_lo.data(), want_scale, want_bias);
+        if (digits == 1)
+          neon::detail::prepare_key_query<1>(q.data(), dim, padded, meta.data(), got_hi.data(),
+                                             got_lo.data(), got_scale, got_bias, sum_hi, sum_lo);
+        else
+          neon::detail::prepare_key_query<2>(q.data(), dim, padded, meta.data(), got_hi.data(),
+                                             got_lo.data(), got_scale, got_bias, sum_hi, sum_lo);
+        ASSERT_EQ(got_hi, want_hi);
+        if (digits == 2) {
+          ASSERT_EQ(got_lo, want_lo);
+        }
+        ASSERT_EQ(got_scale, want_scale);
+        // The bias sums in another order: float rounding of a sum of dim products.
+        ASSERT_NEAR(got_bias, want_bias, 1e-5f * (1.0f + std::fabs(want_bias)));
+        std::int32_t digit_total = 0;
+        for (std::int8_t d : got_hi) digit_total += d;
+        ASSERT_EQ(sum_hi, 128 * digit_total);
+      }
+  for (unsigned digits : {1u, 2u})
+    for (int rep = 0; rep < 3000; ++rep) {
+      const std::size_t n = 1 + rep % 16;
+      float w[16] = {};
+      for (std::size_t j = 0; j < n; ++j)
+        w[j] = std::fabs(u(rng)) * std::exp(3.0f * u(rng)) * (rep % 7 == 0 ? 0.0f : 1.0f);
+      if (rep % 11 == 0)
+        for (std::size_t j = 0; j < n; ++j) w[j] = 0.5f * static_cast<float>(j % 3);  // ties
+      if (rep % 13 == 0)
+        for (std::size_t j = 0; j < n; ++j) w[j] *= 1e-36f;  // limit / max overflows
+      std::int8_t want_hi[16], want_lo[16], got_hi[16], got_lo[16];
+      float want_scale, got_scale;
+      kernels::quantize_tile_weights(w, n, digits, want_hi, want_lo, want_scale);
+      float32x4_t wv[4];
+      for (std::size_t i = 0; i < 4; ++i) wv[i] = vld1q_f32(w + 4 * i);
+      if (digits == 1) neon::detail::quantize_tile_weights<1>(wv, got_hi, got_lo, got_scale);
+      else neon::detail::quantize_tile_weights<2>(wv, got_hi, got_lo, got_scale);
+      ASSERT_TRUE(std::equal(want_hi, want_hi + 16, got_hi)) << "rep " << rep;
+      if (digits == 2) {
+        ASSERT_TRUE(std::equal(want_lo, want_lo + 16, got_lo)) << "rep " << rep;
+      }
+      ASSERT_EQ(got_scale, want_scale) << "rep " << rep;
+    }
 }
 
 TEST(NeonAttention, BaselineMatchesScalar) {
