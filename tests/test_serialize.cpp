@@ -731,6 +731,8 @@ TEST(CheckedSizes, AttendRefusesQueryHeadCountsThatOverflow) {
   EXPECT_THROW(c.attend(q.data(), huge, out.data(), 1.0f), InvalidArgument);
   AttentionState st;
   EXPECT_THROW(c.attend_partial(q.data(), huge, 1.0f, 0, 2, st), InvalidArgument);
+  EXPECT_THROW(AttentionState(huge, 16), InvalidArgument);
+  EXPECT_THROW(st.reset(4, std::numeric_limits<std::size_t>::max() / 2), InvalidArgument);
 }
 
 // Finite queries whose scores would overflow are refused (1e30 used to reach undefined behaviour

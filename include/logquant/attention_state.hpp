@@ -46,6 +46,10 @@ struct AttentionState {
 
   /// Empties the state (no tokens seen) for the given shape.
   void reset(std::size_t heads_, std::size_t head_dim_) {
+    // heads * head_dim floats: a wrapped product would leave acc too short for merge/finalize.
+    detail::require(head_dim_ == 0 || heads_ <= std::numeric_limits<std::size_t>::max() /
+                                                     sizeof(float) / head_dim_,
+                    "AttentionState: heads * head_dim overflows size_t");
     heads = heads_;
     head_dim = head_dim_;
     max.assign(heads, -std::numeric_limits<float>::infinity());
