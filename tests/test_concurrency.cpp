@@ -35,9 +35,10 @@ std::vector<float> random_floats(std::size_t n, std::uint32_t seed) {
 }
 
 template <class S>
-KVCache<S> filled(S selector, std::size_t n, std::uint32_t seed) {
+KVCache<S> filled(S selector, std::size_t n, std::uint32_t seed,
+                  const kernels::KernelTable& table = kernels::default_table()) {
   const CacheConfig cfg = config();
-  KVCache<S> c(cfg, std::move(selector));
+  KVCache<S> c(cfg, std::move(selector), table);
   const std::size_t row = cfg.kv_heads * cfg.head_dim;
   const std::vector<float> k = random_floats(n * row, seed), v = random_floats(n * row, seed + 1);
   c.append(k.data(), v.data(), n);
@@ -81,11 +82,16 @@ void check_concurrent_attend(const KVCache<S>& cache) {
   for (std::size_t t = 0; t < kThreads; ++t) EXPECT_EQ(mismatches[t], 0) << "thread " << t;
 }
 
-TEST(Concurrency, ManyThreadsAttendEverySelector) {
-  check_concurrent_attend(filled(LogSelector(8), 300, 1));
-  check_concurrent_attend(filled(SinkSelector(4, 40, 16), 300, 2));
-  check_concurrent_attend(filled(RecentSelector(40, 16), 300, 3));
-  check_concurrent_attend(filled(FullSelector(), 100, 4));
+// Every kernel table this CPU runs: each keeps its own scratch, which must be per thread.
+TEST(Concurrency, ManyThreadsAttendEverySelectorAndTable) {
+  for (Isa isa : kernels::supported_isas()) {
+    SCOPED_TRACE(isa_name(isa));
+    const kernels::KernelTable& table = kernels::table_for(isa);
+    check_concurrent_attend(filled(LogSelector(8), 300, 1, table));
+    check_concurrent_attend(filled(SinkSelector(4, 40, 16), 300, 2, table));
+    check_concurrent_attend(filled(RecentSelector(40, 16), 300, 3, table));
+    check_concurrent_attend(filled(FullSelector(), 100, 4, table));
+  }
 }
 
 // Threads split one attention by token range (tile-aligned), each into its own state; the merged
