@@ -171,6 +171,7 @@ void bench_dense(benchmark::State& st, const Shape& s, std::size_t ctx, std::siz
 }
 
 #if LOGQUANT_BENCH_X86
+LOGQUANT_X86_KERNELS_BEGIN
 LOGQUANT_BENCH_AVX512_TARGET float sum_avx512(const float* x, std::size_t n) {
   __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
   for (std::size_t i = 0; i + 64 <= n; i += 64) {
@@ -181,6 +182,7 @@ LOGQUANT_BENCH_AVX512_TARGET float sum_avx512(const float* x, std::size_t n) {
   }
   return detail::hsum16(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
 }
+LOGQUANT_X86_KERNELS_END
 #endif
 
 float sum_any(const float* x, std::size_t n) {

@@ -1,10 +1,12 @@
 // The full-precision baselines of the benchmark suite (not part of the library): a dense fp32 or
 // fp16 KV cache, per KV head token-contiguous keys and values, and decode attention over it the
 // way a well-optimised CPU engine does it: one pass over each KV head serves all the query heads
-// that share it (GQA), online softmax in tiles of 16 tokens, AVX-512 FMAs with fp16 widened by
-// vcvtph2ps. They are what users compare logquant against, so they are written to be fast: on the
-// reference machine (docs/performance.md) fp32 runs at the DRAM bandwidth and fp16 at its compute
-// limit (two vcvtph2ps + 64 FMAs per token and KV head at Llama-3 shape), about 30 GB/s per core.
+// that share it (GQA), online softmax in tiles of 64 tokens, AVX-512 FMAs with fp16 widened by
+// vcvtph2ps. They are what users compare logquant against, so they are written to be fast.
+// Measured on the reference machine (docs/performance.md), L2-resident, Llama-3 shape: ~82 cycles
+// per token and KV head in fp32 (cold, it is bound by DRAM: 1 KB per token and head) and ~87 in
+// fp16. fp16 is bound by compute on a CPU without fp16 arithmetic: 16 vcvtph2ps (2 uops each on
+// the FMA ports) + 64 FMAs per token and KV head are >= 48 cycles, i.e. <= ~30 GB/s at 2.8 GHz.
 #pragma once
 
 #include <algorithm>
@@ -19,17 +21,13 @@
 #include <vector>
 
 #include <logquant/fp16.hpp>
+#include <logquant/kernels/x86_cpu.hpp>
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#include <immintrin.h>
+// The library's x86 plumbing: the evex512 spelling and the CPUID + XGETBV check (x86_cpu.hpp).
+#if LOGQUANT_HAVE_X86_KERNELS
 #define LOGQUANT_BENCH_X86 1
-#if (defined(__clang__) && __clang_major__ >= 18) || (!defined(__clang__) && __GNUC__ >= 14)
 #define LOGQUANT_BENCH_AVX512_TARGET \
-  __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,evex512,f16c,fma")))
-#else
-#define LOGQUANT_BENCH_AVX512_TARGET \
-  __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,f16c,fma")))
-#endif
+  __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,f16c,fma" LOGQUANT_X86_EVEX512)))
 #else
 #define LOGQUANT_BENCH_X86 0
 #endif
@@ -39,10 +37,7 @@ namespace logquant_bench {
 /// True when the AVX-512 baseline kernels can run on this CPU (else the portable loops run).
 inline bool dense_has_avx512() {
 #if LOGQUANT_BENCH_X86
-  static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-                         __builtin_cpu_supports("f16c") && __builtin_cpu_supports("fma");
-  return ok;
+  return logquant::kernels::x86_features().avx512;  // F/BW/VL/DQ + AVX2/FMA/F16C, OS state on
 #else
   return false;
 #endif
@@ -74,6 +69,7 @@ std::unique_ptr<T[], FreeDeleter> aligned_array(std::size_t n) {
 }
 
 #if LOGQUANT_BENCH_X86
+LOGQUANT_X86_KERNELS_BEGIN
 LOGQUANT_BENCH_AVX512_TARGET inline void to_half_avx512(const float* x, std::uint16_t* h,
                                                         std::size_t n) {
   std::size_t i = 0;
@@ -82,6 +78,7 @@ LOGQUANT_BENCH_AVX512_TARGET inline void to_half_avx512(const float* x, std::uin
                         _mm512_cvtps_ph(_mm512_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
   for (; i < n; ++i) h[i] = logquant::float_to_half(x[i]);
 }
+LOGQUANT_X86_KERNELS_END
 #endif
 
 inline void store_row(const float* x, float* dst, std::size_t n) { std::copy_n(x, n, dst); }
@@ -173,6 +170,7 @@ void attend_head_portable(const T* keys, const T* values, std::size_t n, std::si
 }
 
 #if LOGQUANT_BENCH_X86
+LOGQUANT_X86_KERNELS_BEGIN
 LOGQUANT_BENCH_AVX512_TARGET inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
 LOGQUANT_BENCH_AVX512_TARGET inline __m512 load16(const std::uint16_t* p) {
   return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
@@ -232,17 +230,20 @@ LOGQUANT_BENCH_AVX512_TARGET inline __m512 transpose_sum16(const __m512* v) {
 }
 
 // One KV head, G (<= 4) query heads q [G][dim] (pre-scaled), dim a multiple of 16 up to 256:
-// out [G][dim]. Per 16-token tile: scores by blocks of 4 channel vectors with the query block in
-// registers, online softmax, then values by blocks of 4 channel vectors with the accumulators in
-// registers. Every key and value byte is read from memory once; the re-reads within a tile hit L1.
+// out [G][dim]. Per tile of 64 tokens: scores by blocks of 4 channel vectors with the query block
+// in registers (16 dot products of a sub-tile reduced together by transpose_sum16), one online
+// softmax step per head, then values by blocks of 4 channel vectors with G x 4 accumulators in
+// registers. Every key and value byte is read from memory once; re-reads within a tile hit L1.
+// 64-token tiles, not 16: the softmax step is a long dependency chain (reduce, max, exp), and
+// measured on the reference machine it cost as much as all the FMAs when paid every 16 tokens.
 template <int G, class T>
 LOGQUANT_BENCH_AVX512_TARGET void attend_head_avx512(const T* keys, const T* values,
                                                      std::size_t n, std::size_t dim,
                                                      const float* q, float* out) {
-  constexpr std::size_t kMaxDim = 256;
+  constexpr std::size_t kMaxDim = 256, kTile = 64, kSub = kTile / 16;
   alignas(64) float acc[G][kMaxDim];
-  alignas(64) float p[G][16];
-  __m512 part[G][16];
+  alignas(64) float p[G][kTile];
+  __m512 part[G][kTile];  // part[h][j]: 16 partial sums of q_h . k_j
   float m[G];
   __m512 l[G];  // the softmax sums, kept lane-wise and added up once at the end
   for (int h = 0; h < G; ++h) {
@@ -251,20 +252,16 @@ LOGQUANT_BENCH_AVX512_TARGET void attend_head_avx512(const T* keys, const T* val
     for (std::size_t d = 0; d < dim; ++d) acc[h][d] = 0.0f;
   }
   const std::size_t blocks = dim / 64, rest = dim % 64 / 16;  // 4-vector blocks, then single vectors
+  const __m512 neg_inf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
 
-  for (std::size_t t0 = 0; t0 < n; t0 += 16) {
-    const std::size_t nt = std::min<std::size_t>(16, n - t0);
+  for (std::size_t t0 = 0; t0 < n; t0 += kTile) {
+    const std::size_t nt = std::min(kTile, n - t0), subs = (nt + 15) / 16;
     const T* kt = keys + t0 * dim;
     const T* vt = values + t0 * dim;
-    // Prefetch the tile after next: two sequential streams per head, a short distance ahead.
-    for (std::size_t j = 0; j < 16 * dim * sizeof(T); j += 64) {
-      _mm_prefetch(reinterpret_cast<const char*>(kt + 32 * dim) + j, _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(vt + 32 * dim) + j, _MM_HINT_T0);
-    }
 
-    // Scores: part[h][j] = 16 partial sums of q_h . k_j.
+    // Scores.
     for (int h = 0; h < G; ++h)
-      for (std::size_t j = 0; j < 16; ++j) part[h][j] = _mm512_setzero_ps();
+      for (std::size_t j = nt; j < subs * 16; ++j) part[h][j] = _mm512_setzero_ps();
     for (std::size_t b = 0; b < blocks; ++b) {
       __m512 qv[G][4];
       for (int h = 0; h < G; ++h)
@@ -273,13 +270,17 @@ LOGQUANT_BENCH_AVX512_TARGET void attend_head_avx512(const T* keys, const T* val
         const T* k = kt + j * dim + b * 64;
         const __m512 k0 = load16(k), k1 = load16(k + 16), k2 = load16(k + 32), k3 = load16(k + 48);
         for (int h = 0; h < G; ++h) {
-          __m512 s = _mm512_fmadd_ps(qv[h][0], k0, part[h][j]);
+          // The first block starts the sums (no zeroing pass over part).
+          __m512 s = b == 0 ? _mm512_mul_ps(qv[h][0], k0) : _mm512_fmadd_ps(qv[h][0], k0, part[h][j]);
           s = _mm512_fmadd_ps(qv[h][1], k1, s);
           s = _mm512_fmadd_ps(qv[h][2], k2, s);
           part[h][j] = _mm512_fmadd_ps(qv[h][3], k3, s);
         }
       }
     }
+    if (blocks == 0)
+      for (int h = 0; h < G; ++h)
+        for (std::size_t j = 0; j < nt; ++j) part[h][j] = _mm512_setzero_ps();
     for (std::size_t c = blocks * 4; c < blocks * 4 + rest; ++c) {
       __m512 qv[G];
       for (int h = 0; h < G; ++h) qv[h] = _mm512_loadu_ps(q + h * dim + c * 16);
@@ -289,23 +290,34 @@ LOGQUANT_BENCH_AVX512_TARGET void attend_head_avx512(const T* keys, const T* val
       }
     }
 
-    // Online softmax per head; p[h] gets the tile's weights, 0 beyond nt.
-    const __mmask16 valid = static_cast<__mmask16>((1u << nt) - 1u);
+    // Online softmax, one step per head for the whole tile; p[h] gets the weights, 0 beyond nt.
     for (int h = 0; h < G; ++h) {
-      const __m512 s = transpose_sum16(part[h]);
-      const float tile_max =
-          hmax16(_mm512_mask_blend_ps(valid, _mm512_set1_ps(-std::numeric_limits<float>::infinity()), s));
-      const float m_new = std::max(m[h], tile_max);
-      const __m512 e = _mm512_maskz_mov_ps(valid, exp16(_mm512_sub_ps(s, _mm512_set1_ps(m_new))));
-      _mm512_store_ps(p[h], e);
-      if (m_new > m[h]) {
-        const __m512 cv = _mm512_set1_ps(std::exp(m[h] - m_new));
+      __m512 s[kSub];
+      __m512 smax = neg_inf;
+      for (std::size_t u = 0; u < subs; ++u) {
+        const std::size_t left = nt - u * 16;
+        const __mmask16 valid =
+            left >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << left) - 1u);
+        s[u] = _mm512_mask_blend_ps(valid, neg_inf, transpose_sum16(&part[h][u * 16]));
+        smax = _mm512_max_ps(smax, s[u]);
+      }
+      // The maximum only moves now and then: reduce it only when some lane is above it.
+      if (_mm512_cmp_ps_mask(smax, _mm512_set1_ps(m[h]), _CMP_GT_OQ) != 0) {
+        const float m_new = hmax16(smax);
+        const __m512 cv = _mm512_set1_ps(std::exp(m[h] - m_new));  // 0 while the state is empty
         l[h] = _mm512_mul_ps(l[h], cv);
         for (std::size_t d = 0; d < dim; d += 16)
           _mm512_store_ps(acc[h] + d, _mm512_mul_ps(_mm512_load_ps(acc[h] + d), cv));
         m[h] = m_new;
       }
-      l[h] = _mm512_add_ps(l[h], e);
+      const __m512 mv = _mm512_set1_ps(m[h]);
+      for (std::size_t u = 0; u < subs; ++u) {
+        // exp(-inf - m) is clamped inside exp16; the blend keeps invalid lanes exactly 0.
+        const __mmask16 valid = _mm512_cmp_ps_mask(s[u], neg_inf, _CMP_NEQ_OQ);
+        const __m512 e = _mm512_maskz_mov_ps(valid, exp16(_mm512_sub_ps(s[u], mv)));
+        _mm512_store_ps(p[h] + u * 16, e);
+        l[h] = _mm512_add_ps(l[h], e);
+      }
     }
 
     // Values: acc[h] += sum_j p[h][j] v_j, 4 channel vectors x G heads in registers.
@@ -359,6 +371,7 @@ void attend_head_avx512_any(const T* keys, const T* values, std::size_t n, std::
     }
   }
 }
+LOGQUANT_X86_KERNELS_END
 #endif
 }  // namespace detail
 

@@ -9,7 +9,7 @@
 # Installs the Debian packages it needs when they are missing (as scripts/test.sh does).
 # Environment: LOGQUANT_BENCH_FILTER (a --benchmark_filter regex; default: everything except the
 # scalar reference's attention at 16K and 64K, which takes minutes and says nothing new),
-# LOGQUANT_BENCH_MIN_TIME (seconds per repetition, default 0.2), LOGQUANT_BENCH_BUILD,
+# LOGQUANT_BENCH_MIN_TIME (seconds per repetition, default 0.1), LOGQUANT_BENCH_BUILD,
 # LOGQUANT_BENCH_OUT (default docs/bench).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -21,7 +21,7 @@ command -v python3 >/dev/null || { echo "error: python3 is missing" >&2; exit 1;
 build="${LOGQUANT_BENCH_BUILD:-build/bench}"
 out="${LOGQUANT_BENCH_OUT:-docs/bench}"
 reps="${LOGQUANT_BENCH_REPS:-5}"
-min_time="${LOGQUANT_BENCH_MIN_TIME:-0.2}"
+min_time="${LOGQUANT_BENCH_MIN_TIME:-0.1}"
 filter="${LOGQUANT_BENCH_FILTER:--attend/.*/ctx:(16384|65536)/.*/isa:scalar/}"
 max_load="${LOGQUANT_BENCH_MAX_LOAD:-1.2}"
 wait_s="${LOGQUANT_BENCH_WAIT:-600}"
