@@ -592,49 +592,140 @@ LOGQUANT_TARGET_AVX2 inline void attend_quantized(const kernels::QuantizedHeadVi
   }
 }
 
-/// Same contract as scalar::attend_full: 16 tokens at a time, one head at a time, the dot
-/// products reduced together by transpose_sum8.
+/// part[g][j] += the products of query g and key j, channel by channel in 8 lanes, for the n
+/// keys of one tile and G (<= 2) query heads q [G][dim]: four channel vectors of each query in
+/// registers while the tile's keys stream past, so each key vector is loaded once for all G.
+template <int G>
+LOGQUANT_AVX2_INLINE void full_tile_scores(const float* keys, std::size_t n, std::size_t dim,
+                                           const float* q, __m256 (*part)[kTileCols]) {
+  std::size_t d = 0;
+  for (; d + 32 <= dim; d += 32) {
+    __m256 qv[G][4];
+    LOGQUANT_UNROLL
+    for (int g = 0; g < G; ++g)
+      LOGQUANT_UNROLL
+      for (int c = 0; c < 4; ++c) qv[g][c] = _mm256_loadu_ps(q + g * dim + d + 8 * c);
+    for (std::size_t j = 0; j < n; ++j) {
+      const float* k = keys + j * dim + d;
+      const __m256 k0 = _mm256_loadu_ps(k), k1 = _mm256_loadu_ps(k + 8),
+                   k2 = _mm256_loadu_ps(k + 16), k3 = _mm256_loadu_ps(k + 24);
+      LOGQUANT_UNROLL
+      for (int g = 0; g < G; ++g) {
+        __m256 a = _mm256_fmadd_ps(qv[g][0], k0, part[g][j]);
+        a = _mm256_fmadd_ps(qv[g][1], k1, a);
+        a = _mm256_fmadd_ps(qv[g][2], k2, a);
+        part[g][j] = _mm256_fmadd_ps(qv[g][3], k3, a);
+      }
+    }
+  }
+  for (; d < dim; d += 8) {
+    const __m256i m = tail_mask(dim - d);
+    __m256 qv[G];
+    LOGQUANT_UNROLL
+    for (int g = 0; g < G; ++g) qv[g] = load(q + g * dim + d, m);
+    for (std::size_t j = 0; j < n; ++j) {
+      const __m256 k = load(keys + j * dim + d, m);
+      LOGQUANT_UNROLL
+      for (int g = 0; g < G; ++g) part[g][j] = _mm256_fmadd_ps(qv[g], k, part[g][j]);
+    }
+  }
+}
+
+/// acc[g] += Σ_j p[g][j] value_j for the n values of one tile and G (<= 2) heads, acc [G][dim].
+template <int G>
+LOGQUANT_AVX2_INLINE void full_tile_values(const float* values, std::size_t n, std::size_t dim,
+                                           const float (*p)[kTileCols], float* acc) {
+  std::size_t d = 0;
+  for (; d + 32 <= dim; d += 32) {
+    __m256 a[G][4];
+    LOGQUANT_UNROLL
+    for (int g = 0; g < G; ++g)
+      LOGQUANT_UNROLL
+      for (int c = 0; c < 4; ++c) a[g][c] = _mm256_loadu_ps(acc + g * dim + d + 8 * c);
+    for (std::size_t j = 0; j < n; ++j) {
+      const float* v = values + j * dim + d;
+      const __m256 v0 = _mm256_loadu_ps(v), v1 = _mm256_loadu_ps(v + 8),
+                   v2 = _mm256_loadu_ps(v + 16), v3 = _mm256_loadu_ps(v + 24);
+      LOGQUANT_UNROLL
+      for (int g = 0; g < G; ++g) {
+        const __m256 w = _mm256_set1_ps(p[g][j]);
+        a[g][0] = _mm256_fmadd_ps(w, v0, a[g][0]);
+        a[g][1] = _mm256_fmadd_ps(w, v1, a[g][1]);
+        a[g][2] = _mm256_fmadd_ps(w, v2, a[g][2]);
+        a[g][3] = _mm256_fmadd_ps(w, v3, a[g][3]);
+      }
+    }
+    LOGQUANT_UNROLL
+    for (int g = 0; g < G; ++g)
+      LOGQUANT_UNROLL
+      for (int c = 0; c < 4; ++c) _mm256_storeu_ps(acc + g * dim + d + 8 * c, a[g][c]);
+  }
+  for (; d < dim; d += 8) {
+    const __m256i m = tail_mask(dim - d);
+    __m256 a[G];
+    LOGQUANT_UNROLL
+    for (int g = 0; g < G; ++g) a[g] = load(acc + g * dim + d, m);
+    for (std::size_t j = 0; j < n; ++j) {
+      const __m256 v = load(values + j * dim + d, m);
+      LOGQUANT_UNROLL
+      for (int g = 0; g < G; ++g) a[g] = _mm256_fmadd_ps(_mm256_set1_ps(p[g][j]), v, a[g]);
+    }
+    LOGQUANT_UNROLL
+    for (int g = 0; g < G; ++g) store(acc + g * dim + d, m, a[g]);
+  }
+}
+
+/// attend_full for G (<= 2) query heads of one KV head: per tile of 16 tokens, the scores of both
+/// heads in one pass over the keys, one softmax step per head, the values in one pass.
+template <int G>
+LOGQUANT_TARGET_AVX2 void attend_full_heads(const kernels::FullHeadView& v, const float* q,
+                                            kernels::StateView st) {
+  const std::size_t dim = v.head_dim;
+  const __m256 neg_inf = _mm256_set1_ps(-HUGE_VALF);
+  HeadState hs[G];
+  LOGQUANT_UNROLL
+  for (int g = 0; g < G; ++g)
+    hs[g] = HeadState{st.max[g], _mm256_setr_ps(st.sum[g], 0, 0, 0, 0, 0, 0, 0)};
+  __m256 part[G][kTileCols];
+  alignas(32) float p[G][kTileCols];
+  for (std::size_t t0 = 0; t0 < v.tokens; t0 += kTileCols) {
+    const std::size_t n = std::min(kTileCols, v.tokens - t0);
+    LOGQUANT_UNROLL
+    for (int g = 0; g < G; ++g)
+      for (std::size_t j = 0; j < kTileCols; ++j) part[g][j] = _mm256_setzero_ps();
+    full_tile_scores<G>(v.keys + t0 * dim, n, dim, q, part);
+    const __m256i valid0 = tail_mask(n), valid1 = tail_mask(n > 8 ? n - 8 : 0);
+    LOGQUANT_UNROLL
+    for (int g = 0; g < G; ++g) {
+      const __m256 s0 =
+          _mm256_blendv_ps(neg_inf, transpose_sum8(part[g]), _mm256_castsi256_ps(valid0));
+      const __m256 s1 =
+          _mm256_blendv_ps(neg_inf, transpose_sum8(part[g] + 8), _mm256_castsi256_ps(valid1));
+      __m256 p0, p1;
+      softmax_tile(hs[g], s0, s1, st.acc + g * dim, dim, p0, p1);
+      _mm256_store_ps(p[g], p0);
+      _mm256_store_ps(p[g] + 8, p1);
+    }
+    full_tile_values<G>(v.values + t0 * dim, n, dim, p, st.acc);
+  }
+  LOGQUANT_UNROLL
+  for (int g = 0; g < G; ++g) {
+    st.max[g] = hs[g].max;
+    st.sum[g] = reduce_add(hs[g].sum);
+  }
+}
+
+/// Same contract as scalar::attend_full (the same 16-token softmax steps; sums in another order).
 LOGQUANT_TARGET_AVX2 inline void attend_full(const kernels::FullHeadView& v, const float* q,
                                              kernels::StateView st) {
   const std::size_t dim = v.head_dim;
-  const __m256 neg_inf = _mm256_set1_ps(-HUGE_VALF);
-  for (std::size_t h = 0; h < st.heads; ++h) {
-    const float* qh = q + h * dim;
-    float* acc = st.acc + h * dim;
-    HeadState hs{st.max[h], _mm256_setr_ps(st.sum[h], 0, 0, 0, 0, 0, 0, 0)};
-    for (std::size_t t0 = 0; t0 < v.tokens; t0 += kTileCols) {
-      const std::size_t n = std::min(kTileCols, v.tokens - t0);
-      __m256 part[16];
-      for (std::size_t j = 0; j < 16; ++j) part[j] = _mm256_setzero_ps();
-      for (std::size_t j = 0; j < n; ++j) {
-        const float* k = v.keys + (t0 + j) * dim;
-        __m256 a = _mm256_setzero_ps();
-        for (std::size_t d = 0; d < dim; d += 8) {
-          const __m256i m = tail_mask(dim - d);
-          a = _mm256_fmadd_ps(load(qh + d, m), load(k + d, m), a);
-        }
-        part[j] = a;
-      }
-      const __m256i valid0 = tail_mask(n), valid1 = tail_mask(n > 8 ? n - 8 : 0);
-      const __m256 s0 =
-          _mm256_blendv_ps(neg_inf, transpose_sum8(part), _mm256_castsi256_ps(valid0));
-      const __m256 s1 =
-          _mm256_blendv_ps(neg_inf, transpose_sum8(part + 8), _mm256_castsi256_ps(valid1));
-      __m256 p0, p1;
-      softmax_tile(hs, s0, s1, acc, dim, p0, p1);
-      alignas(32) float p[16];
-      _mm256_store_ps(p, p0);
-      _mm256_store_ps(p + 8, p1);
-      for (std::size_t d = 0; d < dim; d += 8) {
-        const __m256i m = tail_mask(dim - d);
-        __m256 a = load(acc + d, m);
-        for (std::size_t j = 0; j < n; ++j)
-          a = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), load(v.values + (t0 + j) * dim + d, m), a);
-        store(acc + d, m, a);
-      }
-    }
-    st.max[h] = hs.max;
-    st.sum[h] = reduce_add(hs.sum);
+  for (std::size_t h0 = 0; h0 < st.heads; h0 += 2) {
+    const kernels::StateView sub{st.max + h0, st.sum + h0, st.acc + h0 * dim,
+                                 std::min<std::size_t>(2, st.heads - h0)};
+    if (sub.heads == 1)
+      attend_full_heads<1>(v, q + h0 * dim, sub);
+    else
+      attend_full_heads<2>(v, q + h0 * dim, sub);
   }
 }
 

@@ -599,44 +599,139 @@ LOGQUANT_AVX512_INLINE __m512 softmax_tile(HeadState& hs, __m512 s, __mmask16 va
   return p;
 }
 
-/// Same contract as scalar::attend_full: 16 tokens at a time, one head at a time, the 16 dot
-/// products reduced together by transpose_sum16.
+/// part[g][j] += the products of query g and key j, channel by channel in 16 lanes, for the n
+/// keys of one tile (rows of dim floats) and G query heads q [G][dim]. Four channel vectors of
+/// every query stay in registers while the tile's keys stream past, so each key vector is loaded
+/// once for all G heads.
+template <int G>
+LOGQUANT_AVX512_INLINE void full_tile_scores(const float* keys, std::size_t n, std::size_t dim,
+                                             const float* q, __m512 (*part)[kTileCols]) {
+  std::size_t d = 0;
+  for (; d + 64 <= dim; d += 64) {
+    __m512 qv[G][4];
+    LOGQUANT_UNROLL
+    for (int g = 0; g < G; ++g)
+      LOGQUANT_UNROLL
+      for (int c = 0; c < 4; ++c) qv[g][c] = _mm512_loadu_ps(q + g * dim + d + 16 * c);
+    for (std::size_t j = 0; j < n; ++j) {
+      const float* k = keys + j * dim + d;
+      const __m512 k0 = _mm512_loadu_ps(k), k1 = _mm512_loadu_ps(k + 16),
+                   k2 = _mm512_loadu_ps(k + 32), k3 = _mm512_loadu_ps(k + 48);
+      LOGQUANT_UNROLL
+      for (int g = 0; g < G; ++g) {
+        __m512 a = _mm512_fmadd_ps(qv[g][0], k0, part[g][j]);
+        a = _mm512_fmadd_ps(qv[g][1], k1, a);
+        a = _mm512_fmadd_ps(qv[g][2], k2, a);
+        part[g][j] = _mm512_fmadd_ps(qv[g][3], k3, a);
+      }
+    }
+  }
+  for (; d < dim; d += 16) {
+    const __mmask16 m = tail_mask(dim - d);
+    __m512 qv[G];
+    LOGQUANT_UNROLL
+    for (int g = 0; g < G; ++g) qv[g] = _mm512_maskz_loadu_ps(m, q + g * dim + d);
+    for (std::size_t j = 0; j < n; ++j) {
+      const __m512 k = _mm512_maskz_loadu_ps(m, keys + j * dim + d);
+      LOGQUANT_UNROLL
+      for (int g = 0; g < G; ++g) part[g][j] = _mm512_fmadd_ps(qv[g], k, part[g][j]);
+    }
+  }
+}
+
+/// acc[g] += Σ_j p[g][j] value_j for the n values of one tile and G heads, acc [G][dim]: four
+/// channel vectors of every head's accumulator in registers while the tile's values stream past.
+template <int G>
+LOGQUANT_AVX512_INLINE void full_tile_values(const float* values, std::size_t n, std::size_t dim,
+                                             const float (*p)[kTileCols], float* acc) {
+  std::size_t d = 0;
+  for (; d + 64 <= dim; d += 64) {
+    __m512 a[G][4];
+    LOGQUANT_UNROLL
+    for (int g = 0; g < G; ++g)
+      LOGQUANT_UNROLL
+      for (int c = 0; c < 4; ++c) a[g][c] = _mm512_loadu_ps(acc + g * dim + d + 16 * c);
+    for (std::size_t j = 0; j < n; ++j) {
+      const float* v = values + j * dim + d;
+      const __m512 v0 = _mm512_loadu_ps(v), v1 = _mm512_loadu_ps(v + 16),
+                   v2 = _mm512_loadu_ps(v + 32), v3 = _mm512_loadu_ps(v + 48);
+      LOGQUANT_UNROLL
+      for (int g = 0; g < G; ++g) {
+        const __m512 w = _mm512_set1_ps(p[g][j]);
+        a[g][0] = _mm512_fmadd_ps(w, v0, a[g][0]);
+        a[g][1] = _mm512_fmadd_ps(w, v1, a[g][1]);
+        a[g][2] = _mm512_fmadd_ps(w, v2, a[g][2]);
+        a[g][3] = _mm512_fmadd_ps(w, v3, a[g][3]);
+      }
+    }
+    LOGQUANT_UNROLL
+    for (int g = 0; g < G; ++g)
+      LOGQUANT_UNROLL
+      for (int c = 0; c < 4; ++c) _mm512_storeu_ps(acc + g * dim + d + 16 * c, a[g][c]);
+  }
+  for (; d < dim; d += 16) {
+    const __mmask16 m = tail_mask(dim - d);
+    __m512 a[G];
+    LOGQUANT_UNROLL
+    for (int g = 0; g < G; ++g) a[g] = _mm512_maskz_loadu_ps(m, acc + g * dim + d);
+    for (std::size_t j = 0; j < n; ++j) {
+      const __m512 v = _mm512_maskz_loadu_ps(m, values + j * dim + d);
+      LOGQUANT_UNROLL
+      for (int g = 0; g < G; ++g) a[g] = _mm512_fmadd_ps(_mm512_set1_ps(p[g][j]), v, a[g]);
+    }
+    LOGQUANT_UNROLL
+    for (int g = 0; g < G; ++g) _mm512_mask_storeu_ps(acc + g * dim + d, m, a[g]);
+  }
+}
+
+/// attend_full for G (<= 4) query heads of one KV head: per tile of 16 tokens, the scores of all
+/// G heads in one pass over the keys, one softmax step per head, the values in one pass. Every
+/// key and value is read once per tile for all G heads, not once per head.
+template <int G>
+LOGQUANT_TARGET_AVX512 void attend_full_heads(const kernels::FullHeadView& v, const float* q,
+                                              kernels::StateView st) {
+  const std::size_t dim = v.head_dim;
+  const __m512 neg_inf = _mm512_set1_ps(-HUGE_VALF);
+  HeadState hs[G];
+  LOGQUANT_UNROLL
+  for (int g = 0; g < G; ++g)
+    hs[g] = HeadState{st.max[g], _mm512_maskz_mov_ps(1, _mm512_set1_ps(st.sum[g]))};
+  __m512 part[G][kTileCols];
+  alignas(64) float p[G][kTileCols];
+  for (std::size_t t0 = 0; t0 < v.tokens; t0 += kTileCols) {
+    const std::size_t n = std::min(kTileCols, v.tokens - t0);
+    LOGQUANT_UNROLL
+    for (int g = 0; g < G; ++g)
+      for (std::size_t j = 0; j < kTileCols; ++j) part[g][j] = _mm512_setzero_ps();
+    full_tile_scores<G>(v.keys + t0 * dim, n, dim, q, part);
+    const __mmask16 valid = tail_mask(n);
+    LOGQUANT_UNROLL
+    for (int g = 0; g < G; ++g) {
+      const __m512 s = _mm512_mask_mov_ps(neg_inf, valid, transpose_sum16(part[g]));
+      _mm512_store_ps(p[g], softmax_tile(hs[g], s, valid, st.acc + g * dim, dim));
+    }
+    full_tile_values<G>(v.values + t0 * dim, n, dim, p, st.acc);
+  }
+  LOGQUANT_UNROLL
+  for (int g = 0; g < G; ++g) {
+    st.max[g] = hs[g].max;
+    st.sum[g] = reduce_add(hs[g].sum);
+  }
+}
+
+/// Same contract as scalar::attend_full (the same 16-token softmax steps; sums in another order).
 LOGQUANT_TARGET_AVX512 inline void attend_full(const kernels::FullHeadView& v, const float* q,
                                                kernels::StateView st) {
   const std::size_t dim = v.head_dim;
-  const __m512 neg_inf = _mm512_set1_ps(-HUGE_VALF);
-  for (std::size_t h = 0; h < st.heads; ++h) {
-    const float* qh = q + h * dim;
-    float* acc = st.acc + h * dim;
-    HeadState hs{st.max[h], _mm512_mask_mov_ps(_mm512_setzero_ps(), 1, _mm512_set1_ps(st.sum[h]))};
-    for (std::size_t t0 = 0; t0 < v.tokens; t0 += kTileCols) {
-      const std::size_t n = std::min(kTileCols, v.tokens - t0);
-      __m512 part[16];
-      for (std::size_t j = 0; j < 16; ++j) part[j] = _mm512_setzero_ps();
-      for (std::size_t j = 0; j < n; ++j) {
-        const float* k = v.keys + (t0 + j) * dim;
-        __m512 a = _mm512_setzero_ps();
-        for (std::size_t d = 0; d < dim; d += 16) {
-          const __mmask16 m = tail_mask(dim - d);
-          a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, qh + d), _mm512_maskz_loadu_ps(m, k + d), a);
-        }
-        part[j] = a;
-      }
-      const __mmask16 valid = tail_mask(n);
-      const __m512 s = _mm512_mask_mov_ps(neg_inf, valid, transpose_sum16(part));
-      alignas(64) float p[16];
-      _mm512_store_ps(p, softmax_tile(hs, s, valid, acc, dim));
-      for (std::size_t d = 0; d < dim; d += 16) {
-        const __mmask16 m = tail_mask(dim - d);
-        __m512 a = _mm512_maskz_loadu_ps(m, acc + d);
-        for (std::size_t j = 0; j < n; ++j)
-          a = _mm512_fmadd_ps(_mm512_set1_ps(p[j]),
-                              _mm512_maskz_loadu_ps(m, v.values + (t0 + j) * dim + d), a);
-        _mm512_mask_storeu_ps(acc + d, m, a);
-      }
+  for (std::size_t h0 = 0; h0 < st.heads; h0 += 4) {
+    const kernels::StateView sub{st.max + h0, st.sum + h0, st.acc + h0 * dim,
+                                 std::min<std::size_t>(4, st.heads - h0)};
+    switch (sub.heads) {
+      case 1: attend_full_heads<1>(v, q + h0 * dim, sub); break;
+      case 2: attend_full_heads<2>(v, q + h0 * dim, sub); break;
+      case 3: attend_full_heads<3>(v, q + h0 * dim, sub); break;
+      default: attend_full_heads<4>(v, q + h0 * dim, sub); break;
     }
-    st.max[h] = hs.max;
-    st.sum[h] = reduce_add(hs.sum);
   }
 }
 
