@@ -123,8 +123,8 @@ void bench_demote(benchmark::State& st, Kind k, logquant::Isa isa) {
 }  // namespace
 
 void register_append_benchmarks() {
-  const Kind kinds[] = {Kind::kFull, Kind::kLogQuant2W42, Kind::kLogQuant2W48, Kind::kKivi2,
-                        Kind::kLogQuant4W42};
+  const Kind kinds[] = {Kind::kFull,   Kind::kLogQuant2W42, Kind::kLogQuant2W48,
+                        Kind::kKivi2,  Kind::kLogQuant4W42, Kind::kAccurate};
   for (logquant::Isa isa : bench_isas())
     for (Kind k : kinds) {
       const std::string tail = std::string("/shape:") + kLlama3.name + "/cache:" + kind_name(k) +

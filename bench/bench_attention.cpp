@@ -264,7 +264,7 @@ void register_attention_benchmarks() {
       }
       for (logquant::Isa isa : bench_isas())
         for (Kind k : {Kind::kFull, Kind::kLogQuant2W42, Kind::kLogQuant2W48, Kind::kKivi2,
-                       Kind::kLogQuant4W42})
+                       Kind::kLogQuant4W42, Kind::kAccurate})
           for (const auto& [threads, via] : variants) {
             const Shape& shape = *s;
             const std::size_t t = threads;
@@ -280,6 +280,10 @@ void register_attention_benchmarks() {
                     case Kind::kKivi2:
                       bench_kvcache<logquant::KVCache<logquant::RecentSelector>>(st, shape, k, isa,
                                                                                  ctx, t, v);
+                      break;
+                    case Kind::kAccurate:
+                      bench_kvcache<logquant::KVCache<logquant::SinkSelector>>(st, shape, k, isa,
+                                                                               ctx, t, v);
                       break;
                     default:
                       bench_kvcache<logquant::KVCache<logquant::LogSelector>>(st, shape, k, isa,

@@ -35,8 +35,20 @@ inline constexpr Shape kHeadDim64{"hd64", 32, 8, 64};
 
 /// The caches compared. Budgets follow the LogQuant paper: 128 full-precision tokens, so
 /// LogQuant W = 42 (3W = 126) and KIVI R = 128 with group 32; W = 48 is the nearest W that is a
-/// multiple of 16, so its key groups need no row padding.
-enum class Kind { kFp32, kFp16, kFull, kLogQuant2W42, kLogQuant2W48, kKivi2, kLogQuant4W42 };
+/// multiple of 16, so its key groups need no row padding. kAccurate is the README's recommended
+/// preset at the same budget: presets::accurate(head_dim, kv_heads, 128), 4-bit keys, 2-bit
+/// values, sink 4 + the newest 124 tokens in full precision, demoted 16 at a time.
+enum class Kind {
+  kFp32,
+  kFp16,
+  kFull,
+  kLogQuant2W42,
+  kLogQuant2W48,
+  kKivi2,
+  kLogQuant4W42,
+  kAccurate
+};
+inline constexpr std::size_t kAccurateBudget = 128;
 
 inline const char* kind_name(Kind k) {
   switch (k) {
@@ -47,12 +59,15 @@ inline const char* kind_name(Kind k) {
     case Kind::kLogQuant2W48: return "logquant2-w48";
     case Kind::kKivi2: return "kivi2-r128";
     case Kind::kLogQuant4W42: return "logquant4-w42";
+    case Kind::kAccurate: return "accurate-k4v2";
   }
   return "?";
 }
 inline bool is_dense(Kind k) { return k == Kind::kFp32 || k == Kind::kFp16; }
 
 inline logquant::CacheConfig config_for(const Shape& s, Kind k) {
+  if (k == Kind::kAccurate)
+    return logquant::presets::accurate(s.head_dim, s.kv_heads, kAccurateBudget).config;
   logquant::CacheConfig cfg;
   cfg.head_dim = s.head_dim;
   cfg.kv_heads = s.kv_heads;
@@ -74,6 +89,10 @@ decltype(auto) with_cache(const Shape& s, Kind k, const logquant::kernels::Kerne
                                                            table));
     case Kind::kFull:
       return f(logquant::KVCache<logquant::FullSelector>(cfg, logquant::FullSelector(), table));
+    case Kind::kAccurate:
+      return f(logquant::KVCache<logquant::SinkSelector>(
+          cfg, logquant::presets::accurate(s.head_dim, s.kv_heads, kAccurateBudget).selector,
+          table));
     default:
       return f(logquant::KVCache<logquant::LogSelector>(cfg, logquant::LogSelector(42), table));
   }
@@ -84,6 +103,7 @@ inline std::size_t fp_budget(Kind k) {
   switch (k) {
     case Kind::kLogQuant2W48: return 3 * 48;
     case Kind::kKivi2: return 128;
+    case Kind::kAccurate: return kAccurateBudget;
     case Kind::kFull: return 0;
     default: return 3 * 42;
   }
@@ -93,6 +113,7 @@ inline std::size_t demotion_cycle(Kind k) {
   switch (k) {
     case Kind::kLogQuant2W48: return 48;
     case Kind::kKivi2: return 32;
+    case Kind::kAccurate: return logquant::presets::kAccurateGroup;
     case Kind::kFull: return 16;
     default: return 42;
   }

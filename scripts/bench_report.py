@@ -17,7 +17,7 @@ import sys
 
 CTXS = [1024, 4096, 16384, 65536]
 KIND_ORDER = ["fp32", "fp16", "full-kvcache", "logquant2-w42", "logquant2-w48", "kivi2-r128",
-              "logquant4-w42"]
+              "logquant4-w42", "accurate-k4v2"]
 KIND_LABEL = {
     "fp32": "fp32 dense (baseline)",
     "fp16": "fp16 dense (baseline)",
@@ -26,6 +26,7 @@ KIND_LABEL = {
     "logquant2-w48": "LogQuant 2-bit, W=48",
     "kivi2-r128": "KIVI 2-bit, R=128",
     "logquant4-w42": "LogQuant 4-bit, W=42",
+    "accurate-k4v2": "presets::accurate (4-bit keys, 2-bit values, 128 FP)",
 }
 
 
@@ -336,6 +337,7 @@ def main():
         "full-kvcache": "lc rgb '#bcbd22' lw 2 pt 4 dt 2",
         "logquant2-w42": "lc rgb '#d62728' lw 3 pt 9", "logquant2-w48": "lc rgb '#ff7f0e' lw 2 pt 8",
         "kivi2-r128": "lc rgb '#1f77b4' lw 2 pt 13", "logquant4-w42": "lc rgb '#2ca02c' lw 2 pt 11",
+        "accurate-k4v2": "lc rgb '#9467bd' lw 2 pt 6",
         "roofline": "lc rgb '#d62728' lw 1 dt 3 pt -1",
     }
     labels = dict(KIND_LABEL, roofline="DRAM roofline of LogQuant 2-bit W=42")
