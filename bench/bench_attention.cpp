@@ -217,6 +217,53 @@ void bench_dram_read(benchmark::State& st, std::size_t threads) {
   st.counters["threads"] = static_cast<double>(threads);
 }
 
+#if LOGQUANT_BENCH_X86
+// Issue rate of one core for the two instructions the kernels are built from, on independent
+// accumulators (12 chains, enough to cover their latency): vpdpbusd zmm (64 int8 multiply-adds)
+// and vfmadd zmm (16 fp32 multiply-adds). With the bytes a kernel reads, these say whether it
+// can be memory-bound at all (docs/performance.md, "Where the time goes").
+LOGQUANT_X86_KERNELS_BEGIN
+__attribute__((target("avx512f,avx512bw,avx512vnni" LOGQUANT_X86_EVEX512))) std::int32_t
+vpdpbusd_chains(std::size_t rounds) {
+  __m512i a[12];
+  for (int i = 0; i < 12; ++i) a[i] = _mm512_set1_epi32(i);
+  __m512i u = _mm512_set1_epi8(1);
+  const __m512i w = _mm512_set1_epi8(2);
+  for (std::size_t r = 0; r < rounds; ++r) {
+    LOGQUANT_UNROLL
+    for (int i = 0; i < 12; ++i) a[i] = _mm512_dpbusd_epi32(a[i], u, w);
+    __asm__ volatile("" : "+v"(u));  // keeps the loop from being folded
+  }
+  for (int i = 1; i < 12; ++i) a[0] = _mm512_add_epi32(a[0], a[i]);
+  alignas(64) std::int32_t out[16];
+  _mm512_store_si512(out, a[0]);
+  return out[0];
+}
+LOGQUANT_BENCH_AVX512_TARGET float fma_chains(std::size_t rounds) {
+  __m512 a[12];
+  for (int i = 0; i < 12; ++i) a[i] = _mm512_set1_ps(static_cast<float>(i));
+  __m512 x = _mm512_set1_ps(0.999f);
+  for (std::size_t r = 0; r < rounds; ++r) {
+    LOGQUANT_UNROLL
+    for (int i = 0; i < 12; ++i) a[i] = _mm512_fmadd_ps(a[i], x, x);
+    __asm__ volatile("" : "+v"(x));
+  }
+  for (int i = 1; i < 12; ++i) a[0] = _mm512_add_ps(a[0], a[i]);
+  alignas(64) float out[16];
+  _mm512_store_ps(out, a[0]);
+  return out[0];
+}
+LOGQUANT_X86_KERNELS_END
+
+// items_per_second = instructions per second.
+template <class F>
+void bench_core(benchmark::State& st, F chains) {
+  constexpr std::size_t kRounds = 1 << 16;
+  for (auto _ : st) benchmark::DoNotOptimize(chains(kRounds));
+  st.SetItemsProcessed(static_cast<std::int64_t>(st.iterations() * kRounds * 12));
+}
+#endif
+
 std::string attend_name(const Shape& s, std::size_t ctx, const char* cache, const char* isa,
                         std::size_t threads, Via via) {
   std::string n = std::string("attend/shape:") + s.name + "/ctx:" + std::to_string(ctx) +
@@ -233,6 +280,15 @@ void register_attention_benchmarks() {
                                  [threads](benchmark::State& st) { bench_dram_read(st, threads); })
         ->UseRealTime()
         ->Unit(benchmark::kMillisecond);
+
+#if LOGQUANT_BENCH_X86
+  if (logquant::kernels::x86_features().avx512_vnni) {
+    benchmark::RegisterBenchmark("core/vpdpbusd-zmm",
+                                 [](benchmark::State& st) { bench_core(st, vpdpbusd_chains); });
+    benchmark::RegisterBenchmark("core/vfmadd-zmm",
+                                 [](benchmark::State& st) { bench_core(st, fma_chains); });
+  }
+#endif
 
   // Thread variants per data set: 1; 2 through a pool (an engine's); 2 through attend_parallel's
   // own std::threads (started per call).

@@ -141,6 +141,11 @@ def main():
     if bw[1]:
         w(f"- DRAM read bandwidth (sum over a buffer 4× the L3): **{bw[1] / 1e9:.1f} GB/s** on one "
           f"thread, **{(bw[2] or 0) / 1e9:.1f} GB/s** on two.")
+    dp, fm = find(rows, "core/vpdpbusd-zmm"), find(rows, "core/vfmadd-zmm")
+    if dp and fm:
+        w(f"- One core issues **{dp['items_per_second'] / 1e9:.2f} G vpdpbusd/s** (zmm: 64 int8 "
+          f"multiply-adds each) and **{fm['items_per_second'] / 1e9:.2f} G vfmadd/s** (zmm: 16 fp32 "
+          "each), on 12 independent accumulators.")
     w("")
 
     # ---- decode attention tables
