@@ -195,6 +195,30 @@ float sum_any(const float* x, std::size_t n) {
   return a[0] + a[1] + a[2] + a[3] + a[4] + a[5] + a[6] + a[7];
 }
 
+// Decode attention with the data in L2: one KV head (4 query heads, head dim 128) and one layer,
+// attended again and again. Against the cold benchmarks this separates the kernel's arithmetic
+// from its memory traffic (docs/performance.md, "Where the time goes"): the s_per_token_head
+// counter is the time per cached token and KV head.
+void bench_attend_l2(benchmark::State& st, logquant::Isa isa, std::size_t ctx) {
+  static constexpr Shape kOneKv{"llama3-1kv", 4, 1, 128};
+  static const TokenPool pool(kOneKv, 4096, 1);
+  logquant::KVCache<logquant::LogSelector> cache(config_for(kOneKv, Kind::kLogQuant2W42),
+                                                 logquant::LogSelector(42),
+                                                 logquant::kernels::table_for(isa));
+  fill(cache, pool, ctx);
+  const std::vector<float> q = query_for(kOneKv);
+  std::vector<float> out(q.size());
+  for (auto _ : st) {
+    cache.attend(q.data(), kOneKv.q_heads, out.data(), 1.0f / std::sqrt(128.0f));
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  st.counters["s_per_token_head"] = benchmark::Counter(
+      static_cast<double>(ctx),
+      benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+  st.counters["ctx"] = static_cast<double>(ctx);
+}
+
 // DRAM read bandwidth: sums a buffer of 4x the LLC, split across threads.
 void bench_dram_read(benchmark::State& st, std::size_t threads) {
   const std::size_t n = 4 * llc_bytes() / sizeof(float) / 1024 * 1024;
@@ -289,6 +313,14 @@ void register_attention_benchmarks() {
                                  [](benchmark::State& st) { bench_core(st, fma_chains); });
   }
 #endif
+
+  for (logquant::Isa isa : bench_isas())
+    for (std::size_t ctx : {2048, 4096})
+      benchmark::RegisterBenchmark(("attend-l2/shape:llama3-1kv/ctx:" + std::to_string(ctx) +
+                                    "/cache:logquant2-w42/isa:" + logquant::isa_name(isa))
+                                       .c_str(),
+                                   [isa, ctx](benchmark::State& st) { bench_attend_l2(st, isa, ctx); })
+          ->Unit(benchmark::kMicrosecond);
 
   // Thread variants per data set: 1; 2 through a pool (an engine's); 2 through attend_parallel's
   // own std::threads (started per call).

@@ -146,6 +146,10 @@ def main():
         w(f"- One core issues **{dp['items_per_second'] / 1e9:.2f} G vpdpbusd/s** (zmm: 64 int8 "
           f"multiply-adds each) and **{fm['items_per_second'] / 1e9:.2f} G vfmadd/s** (zmm: 16 fp32 "
           "each), on 12 independent accumulators.")
+    l2 = find(rows, "attend-l2", ctx=4096, isa=best)
+    if l2:
+        w(f"- LogQuant 2-bit W=42 with its data in L2 (one KV head, 4 query heads, 4K tokens, {best}): "
+          f"**{l2['seconds'] / 4096 * 1e9:.1f} ns** per token and KV head.")
     w("")
 
     # ---- decode attention tables
