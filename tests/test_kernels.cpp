@@ -19,6 +19,8 @@
 #include <string>
 #include <vector>
 
+#include "quantized_block.hpp"
+
 #if defined(__linux__)
 #include <fcntl.h>
 #include <sys/wait.h>
@@ -216,22 +218,15 @@ TEST_P(Kernels, QuantizeValueTokenMatchesScalarBytes) {
 // ---------------------------------------------------------------------------------------------
 // Attention kernels: float results within a tolerance.
 
-// One KV head's quantized block, built with the scalar kernels (the SIMD quantizers are checked
-// byte for byte above) so both attention kernels read the same codes.
-struct QuantizedBlock {
-  std::vector<std::uint8_t> key_codes, value_codes;
-  std::vector<GroupParams> key_meta, value_meta;
-  std::vector<std::uint32_t> group_first{0}, group_tile_row;
-  kernels::QuantizedHeadView view;
-};
+using logquant_test::QuantizedBlock;
 
-// key_ramp > 0 replaces channel 0 of the keys by -key_ramp * (t / 16), so scores fall by that
-// much per value tile; values are multiplied by value_scale.
+// One KV head's quantized block, built with the scalar kernels (the SIMD quantizers are checked
+// byte for byte above) so both attention kernels read the same codes. key_ramp > 0 replaces
+// channel 0 of the keys by -key_ramp * (t / 16), so scores fall by that much per value tile;
+// values are multiplied by value_scale.
 QuantizedBlock make_block(std::size_t dim, unsigned key_bits, unsigned value_bits,
                           std::size_t value_group, const std::vector<std::size_t>& group_sizes,
                           std::uint32_t seed, float key_ramp = 0.0f, float value_scale = 1.0f) {
-  const KernelTable& t = kernels::scalar_table();
-  QuantizedBlock b;
   std::size_t tokens = 0;
   for (std::size_t n : group_sizes) tokens += n;
   Input keys = make_input(tokens, dim, dim, seed), values = make_input(tokens, dim, dim, seed + 1);
@@ -239,37 +234,8 @@ QuantizedBlock make_block(std::size_t dim, unsigned key_bits, unsigned value_bit
     if (key_ramp > 0.0f) keys.data[i * dim] = -key_ramp * static_cast<float>(i / 16);
     for (std::size_t c = 0; c < dim; ++c) values.data[i * dim + c] *= value_scale;
   }
-  const std::size_t col_tiles = tiles_for(dim), key_row = col_tiles * tile_bytes(key_bits);
-  std::size_t first = 0, tile_row = 0;
-  for (std::size_t n : group_sizes) {
-    b.key_codes.resize((tile_row + tiles_for(n)) * key_row);
-    b.key_meta.resize(b.key_meta.size() + dim);
-    t.quantize_key_group(keys.data + first * dim, n, dim, dim, key_bits,
-                         &b.key_meta[b.key_meta.size() - dim], &b.key_codes[tile_row * key_row]);
-    b.group_tile_row.push_back(static_cast<std::uint32_t>(tile_row));
-    first += n;
-    tile_row += tiles_for(n);
-    b.group_first.push_back(static_cast<std::uint32_t>(first));
-  }
-  const std::size_t groups = dim / value_group, value_row = col_tiles * tile_bytes(value_bits);
-  b.value_codes.assign(tiles_for(tokens) * value_row, 0);
-  b.value_meta.resize(tokens * groups);
-  for (std::size_t i = 0; i < tokens; ++i)
-    t.quantize_value_token(values.data + i * dim, dim, value_group, value_bits, i,
-                           &b.value_meta[i * groups], &b.value_codes[(i / 16) * value_row]);
-  b.view.key_codes = b.key_codes.data();
-  b.view.key_meta = b.key_meta.data();
-  b.view.group_first = b.group_first.data();
-  b.view.group_tile_row = b.group_tile_row.data();
-  b.view.groups = group_sizes.size();
-  b.view.value_codes = b.value_codes.data();
-  b.view.value_meta = b.value_meta.data();
-  b.view.tokens = tokens;
-  b.view.head_dim = dim;
-  b.view.value_group = value_group;
-  b.view.key_bits = key_bits;
-  b.view.value_bits = value_bits;
-  return b;
+  return logquant_test::pack_block(dim, key_bits, value_bits, value_group, group_sizes, keys.data,
+                                   values.data);
 }
 
 std::vector<float> random_queries(std::size_t heads, std::size_t dim, std::uint32_t seed) {

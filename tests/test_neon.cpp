@@ -22,6 +22,8 @@
 
 #include <logquant/kernels/neon/attention.hpp>
 
+#include "quantized_block.hpp"
+
 namespace {
 
 using namespace logquant;
@@ -43,53 +45,18 @@ std::vector<float> make_rows(std::size_t rows, std::size_t dim, std::uint32_t se
   return x;
 }
 
-struct Block {
-  std::vector<std::uint8_t> key_codes, value_codes;
-  std::vector<GroupParams> key_meta, value_meta;
-  std::vector<std::uint32_t> group_first{0}, group_tile_row;
-  kernels::QuantizedHeadView view;
-};
+using logquant_test::QuantizedBlock;
 
 // One KV head's quantized block, packed by the scalar kernels (test_kernels checks the NEON
 // quantizers byte for byte), key groups of the given sizes.
-Block make_block(std::size_t dim, unsigned key_bits, unsigned value_bits, std::size_t value_group,
-                 const std::vector<std::size_t>& group_sizes, std::uint32_t seed) {
-  Block b;
+QuantizedBlock make_block(std::size_t dim, unsigned key_bits, unsigned value_bits,
+                          std::size_t value_group, const std::vector<std::size_t>& group_sizes,
+                          std::uint32_t seed) {
   std::size_t tokens = 0;
   for (std::size_t n : group_sizes) tokens += n;
   const std::vector<float> keys = make_rows(tokens, dim, seed), values = make_rows(tokens, dim, seed + 1);
-  const std::size_t col_tiles = tiles_for(dim), key_row = col_tiles * tile_bytes(key_bits);
-  std::size_t first = 0, tile_row = 0;
-  for (std::size_t n : group_sizes) {
-    b.key_codes.resize((tile_row + tiles_for(n)) * key_row);
-    b.key_meta.resize(b.key_meta.size() + dim);
-    scalar::quantize_key_group(&keys[first * dim], n, dim, dim, key_bits,
-                               &b.key_meta[b.key_meta.size() - dim], &b.key_codes[tile_row * key_row]);
-    b.group_tile_row.push_back(static_cast<std::uint32_t>(tile_row));
-    first += n;
-    tile_row += tiles_for(n);
-    b.group_first.push_back(static_cast<std::uint32_t>(first));
-  }
-  const std::size_t groups = dim / value_group, value_row = col_tiles * tile_bytes(value_bits);
-  b.value_codes.assign(tiles_for(tokens) * value_row, 0);
-  b.value_meta.resize(tokens * groups);
-  for (std::size_t i = 0; i < tokens; ++i)
-    scalar::quantize_value_token(&values[i * dim], dim, value_group, value_bits, i,
-                                 &b.value_meta[i * groups], &b.value_codes[(i / 16) * value_row]);
-  kernels::QuantizedHeadView& v = b.view;
-  v.key_codes = b.key_codes.data();
-  v.key_meta = b.key_meta.data();
-  v.group_first = b.group_first.data();
-  v.group_tile_row = b.group_tile_row.data();
-  v.groups = group_sizes.size();
-  v.value_codes = b.value_codes.data();
-  v.value_meta = b.value_meta.data();
-  v.tokens = tokens;
-  v.head_dim = dim;
-  v.value_group = value_group;
-  v.key_bits = key_bits;
-  v.value_bits = value_bits;
-  return b;
+  return logquant_test::pack_block(dim, key_bits, value_bits, value_group, group_sizes, keys.data(),
+                                   values.data());
 }
 
 kernels::StateView view_of(AttentionState& st) {
@@ -113,7 +80,7 @@ std::size_t expect_matches_scalar(AttendFn fn) {
     for (unsigned key_bits : {2u, 4u, 8u})
       for (unsigned value_bits : {2u, 4u, 8u}) {
         const std::size_t value_group = dim % 32 == 0 ? 32 : dim;
-        const Block b = make_block(dim, key_bits, value_bits, value_group, layouts[layout++ % 3],
+        const QuantizedBlock b = make_block(dim, key_bits, value_bits, value_group, layouts[layout++ % 3],
                                    static_cast<std::uint32_t>(dim * 10 + key_bits + value_bits));
         const std::size_t n = b.view.tokens;
         for (std::size_t heads : {1u, 3u, 6u}) {  // head blocks of 4, with remainders
@@ -234,7 +201,7 @@ TEST(NeonAttention, DotprodMatchesScalarAndBaselineBitForBit) {
   // Same integers, same float operations after them: the two flavours agree exactly.
   for (unsigned key_bits : {2u, 4u, 8u})
     for (unsigned value_bits : {2u, 4u, 8u}) {
-      const Block b = make_block(80, key_bits, value_bits, 16, {7, 30, 16, 1}, key_bits * value_bits);
+      const QuantizedBlock b = make_block(80, key_bits, value_bits, 16, {7, 30, 16, 1}, key_bits * value_bits);
       const std::vector<float> q = make_rows(5, 80, 3);
       AttentionState base(5, 80), dot(5, 80);
       neon::detail::attend_quantized_baseline(b.view, q.data(), 0, b.view.tokens, view_of(base));
