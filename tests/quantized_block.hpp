@@ -14,7 +14,7 @@ namespace logquant_test {
 struct QuantizedBlock {
   std::vector<std::uint8_t> key_codes, value_codes;
   std::vector<logquant::GroupParams> key_meta, value_meta;
-  std::vector<std::uint32_t> group_first{0}, group_tile_row;
+  std::vector<std::uint32_t> group_first{0};
   logquant::kernels::QuantizedHeadView view;  // points into the vectors above: move, never copy
 };
 
@@ -30,15 +30,17 @@ inline QuantizedBlock pack_block(std::size_t dim, unsigned key_bits, unsigned va
   std::size_t tokens = 0;
   for (std::size_t n : group_sizes) tokens += n;
   const std::size_t col_tiles = tiles_for(dim), key_row = col_tiles * tile_bytes(key_bits);
-  std::size_t first = 0, tile_row = 0;
-  for (std::size_t n : group_sizes) {
-    b.key_codes.resize((tile_row + tiles_for(n)) * key_row);
+  std::size_t first = 0;
+  std::vector<std::uint8_t> whole_rows;
+  for (std::size_t n : group_sizes) {  // as KVCache stores a group: quantized, then compacted
+    whole_rows.assign(tiles_for(n) * key_row, 0);
     b.key_meta.resize(b.key_meta.size() + dim);
     t.quantize_key_group(keys + first * dim, n, dim, dim, key_bits,
-                         &b.key_meta[b.key_meta.size() - dim], &b.key_codes[tile_row * key_row]);
-    b.group_tile_row.push_back(static_cast<std::uint32_t>(tile_row));
+                         &b.key_meta[b.key_meta.size() - dim], whole_rows.data());
+    const std::size_t end = b.key_codes.size();
+    b.key_codes.resize(end + logquant::KeyGroupTiles{key_bits, col_tiles, n}.bytes());
+    logquant::compact_key_group(whole_rows.data(), n, col_tiles, key_bits, &b.key_codes[end]);
     first += n;
-    tile_row += tiles_for(n);
     b.group_first.push_back(static_cast<std::uint32_t>(first));
   }
   const std::size_t groups = dim / value_group, value_row = col_tiles * tile_bytes(value_bits);
@@ -51,7 +53,6 @@ inline QuantizedBlock pack_block(std::size_t dim, unsigned key_bits, unsigned va
   v.key_codes = b.key_codes.data();
   v.key_meta = b.key_meta.data();
   v.group_first = b.group_first.data();
-  v.group_tile_row = b.group_tile_row.data();
   v.groups = group_sizes.size();
   v.value_codes = b.value_codes.data();
   v.value_meta = b.value_meta.data();

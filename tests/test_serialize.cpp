@@ -329,7 +329,7 @@ TEST(SerializeFormat, HeaderIsLittleEndianAndVersioned) {
   const std::string bytes = save(c);
   ASSERT_GE(bytes.size(), 20u);
   EXPECT_EQ(bytes.substr(0, 8), std::string("\x89LQKV\r\n\x1a", 8));
-  EXPECT_EQ(bytes.substr(8, 4), std::string("\x01\0\0\0", 4));  // version 1, little-endian
+  EXPECT_EQ(bytes.substr(8, 4), std::string("\x02\0\0\0", 4));  // version 2, little-endian
   const auto secs = sections(bytes);
   ASSERT_EQ(secs.size(), 3u + CacheConfig{}.kv_heads);
   EXPECT_EQ(secs[0].tag, "CONF");
@@ -474,7 +474,9 @@ class SerializeSemantic : public ::testing::Test {
 };
 
 TEST_F(SerializeSemantic, VersionMagicFlags) {
-  expect_refused(edit(log_, 8, 2, 4), "format version 2; this build reads version 1");
+  expect_refused(edit(log_, 8, 3, 4), "format version 3; this build reads version 2");
+  // Version 1 stored key groups padded to 16 rows: its key bytes mean something else now.
+  expect_refused(edit(log_, 8, 1, 4), "format version 1; this build reads version 2");
   expect_refused(edit(log_, 0, 0x50, 1), "not a logquant cache");
   expect_refused(edit(log_, 12, 1, 4), "unknown header flags");
 }
@@ -584,16 +586,27 @@ TEST_F(SerializeSemantic, SelectorState) {
 }
 
 TEST_F(SerializeSemantic, HeadContents) {
-  // HEAD of the LogSelector cache: index, key codes (3 groups x one 64-byte tile), 3 x 16 key
-  // metadata, value codes (one 64-byte tile), 6 value metadata, FP keys and values.
+  // HEAD of the LogSelector cache: index, key codes (3 groups of 2 rows x 4 bytes: a group's
+  // short tile row keeps only its rows), 3 x 16 key metadata, value codes (one 64-byte tile), 6
+  // value metadata, FP keys and values.
   const std::size_t head = payload(log_, 3);
   expect_refused(edit(log_, head, 1, 4), "is labelled head 1");
-  expect_refused(edit(log_, head + 4 + 63, 0x40, 1), "nonzero codes in tile padding");  // token 15
-  const std::size_t key_meta = head + 4 + 3 * 64;
+  const std::size_t key_meta = head + 4 + 3 * 8;
   expect_refused(edit(log_, key_meta, 0x8000, 2), "negative scale");      // -0 scale
   expect_refused(edit(log_, key_meta + 2, 0x7c00, 2), "not finite");      // min = inf
   const std::size_t value_codes = key_meta + 3 * 16 * 4;
   expect_refused(edit(log_, value_codes + 3, 0x10, 1), "tile padding");  // token 11's column
+  // Key codes have padding only in channels: head_dim 12 leaves channels 12-15 of each row, the
+  // top two bits of each of its 4 bytes.
+  CacheConfig narrow = cfg_;
+  narrow.head_dim = 12;
+  KVCache<LogSelector> n(narrow, LogSelector(2));
+  append_range(n, make_data(11, narrow, 21), 0, 11, 1);
+  const std::string narrow_bytes = save(n);
+  const std::size_t narrow_keys = payload(narrow_bytes, 3) + 4;
+  expect_refused(edit(narrow_bytes, narrow_keys + 4 + 2, 0x40, 1),  // group 0, row 1, channel 14
+                 "nonzero codes in tile padding");
+  EXPECT_FALSE(rejects<LogSelector>(edit(narrow_bytes, narrow_keys + 4 + 2, 0x3f, 1), nullptr));
   // FullSelector cache: FP keys start right after the index.
   const std::size_t fp = payload(full_, 3) + 4;
   expect_refused<FullSelector>(edit(full_, fp, 0x7fc00000u, 4), "NaN");

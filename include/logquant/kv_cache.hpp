@@ -6,14 +6,16 @@
 // Storage, per KV head:
 //   quantized block  append-only, tokens in demotion order ("dense index"). Keys: one group per
 //                    demotion event (per-channel fp16 scale and min over the group's tokens), codes
-//                    in tile rows padded to 16 tokens. Values: per token, one fp16 (scale, min)
+//                    in tile rows of 16 tokens, the group's last row cut to its tokens
+//                    (KeyGroupTiles: no padding rows). Values: per token, one fp16 (scale, min)
 //                    per value_group channels, codes in tiles of 16 channels x 16 tokens.
 //   full precision   fp32 keys and values of the selector's FP tokens, ascending by position. For
 //                    LogSelector, after a compression its first W slots are the log-sparse block
 //                    and the rest the dense window.
-// memory_bytes() = Σ_heads (key codes + value codes + 4 bytes per metadata pair + 8 bytes per key
+// memory_bytes() = Σ_heads (key codes + value codes + 4 bytes per metadata pair + 4 bytes per key
 //                  group index entry + 8 * head_dim bytes per FP token) + 8 bytes per cached
-//                  position (the FP and quantized position lists).
+//                  position (the FP and quantized position lists). Key codes are exactly
+//                  quantized tokens * padded head_dim * key_bits / 8 bytes.
 #pragma once
 
 #include <algorithm>
@@ -284,7 +286,7 @@ class KVCache {
     for (const Head& h : heads_) {
       r.code_bytes += h.key_codes.size() + h.value_codes.size();
       r.metadata_bytes += (h.key_meta.size() + h.value_meta.size()) * sizeof(GroupParams);
-      r.index_bytes += (h.group_first.size() - 1 + h.group_tile_row.size()) * sizeof(std::uint32_t);
+      r.index_bytes += (h.group_first.size() - 1) * sizeof(std::uint32_t);
       r.full_precision_bytes += (h.fp_keys.size() + h.fp_values.size()) * sizeof(float);
     }
     r.index_bytes += (fp_positions_.size() + quantized_positions_.size()) * sizeof(std::uint64_t);
@@ -302,7 +304,6 @@ class KVCache {
     detail::require((keys != nullptr && values != nullptr) || size_ == 0,
                     "KVCache::reconstruct: keys and values must not be null");
     const std::size_t dim = cfg_.head_dim, row = token_floats(), groups = dim / cfg_.value_group;
-    const TileMatrix key_m{cfg_.key_bits, tiles_for(dim)};
     for (std::size_t kv = 0; kv < cfg_.kv_heads; ++kv) {
       const Head& h = heads_[kv];
       for (std::size_t i = 0; i < fp_positions_.size(); ++i)
@@ -310,9 +311,10 @@ class KVCache {
           keys[fp_positions_[i] * row + kv * dim + d] = h.fp_keys[i * dim + d];
           values[fp_positions_[i] * row + kv * dim + d] = h.fp_values[i * dim + d];
         }
-      for (std::size_t g = 0; g + 1 < h.group_first.size(); ++g) {
-        const std::uint8_t* base = h.key_codes.data() +
-                                   h.group_tile_row[g] * tiles_for(dim) * tile_bytes(cfg_.key_bits);
+      const kernels::QuantizedHeadView view = quantized_view(kv);
+      for (std::size_t g = 0; g < view.groups; ++g) {
+        const KeyGroupTiles key_m = view.key_group_tiles(g);
+        const std::uint8_t* base = view.key_group_codes(g);
         for (std::size_t t = h.group_first[g]; t < h.group_first[g + 1]; ++t)
           for (std::size_t d = 0; d < dim; ++d) {
             const GroupParams p = h.key_meta[g * dim + d];
@@ -350,8 +352,7 @@ class KVCache {
     v.key_codes = h.key_codes.data();
     v.key_meta = h.key_meta.data();
     v.group_first = h.group_first.data();
-    v.group_tile_row = h.group_tile_row.data();
-    v.groups = h.group_tile_row.size();
+    v.groups = h.group_first.size() - 1;
     v.value_codes = h.value_codes.data();
     v.value_meta = h.value_meta.data();
     v.tokens = quantized_size();
@@ -380,7 +381,6 @@ class KVCache {
     std::vector<std::uint8_t> key_codes;
     std::vector<GroupParams> key_meta;         // [groups][head_dim]
     std::vector<std::uint32_t> group_first;    // [groups + 1]
-    std::vector<std::uint32_t> group_tile_row; // [groups]
     std::vector<std::uint8_t> value_codes;     // token-tile rows
     std::vector<GroupParams> value_meta;       // [tokens][head_dim / value_group]
     std::vector<float> fp_keys, fp_values;     // [fp tokens][head_dim]
@@ -448,18 +448,17 @@ class KVCache {
     gather_.resize(count * dim);
     for (std::size_t kv = 0; kv < cfg_.kv_heads; ++kv) {
       Head& h = heads_[kv];
-      // Keys: one group over the demoted tokens, in fresh tile rows.
+      // Keys: one group over the demoted tokens, quantized into whole tile rows, then stored
+      // without the last row's padding (KeyGroupTiles).
       for (std::size_t i = 0; i < count; ++i)
         std::copy_n(&h.fp_keys[slots_[i] * dim], dim, &gather_[i * dim]);
-      const std::uint32_t tile_row =
-          static_cast<std::uint32_t>(h.key_codes.size() / (col_tiles * tile_bytes(cfg_.key_bits)));
-      h.key_codes.resize(h.key_codes.size() +
-                         TileMatrix{cfg_.key_bits, col_tiles}.bytes_for_rows(count));
+      key_tiles_.assign(TileMatrix{cfg_.key_bits, col_tiles}.bytes_for_rows(count), 0);
       h.key_meta.resize(h.key_meta.size() + dim);
       kernels_->quantize_key_group(gather_.data(), count, dim, dim, cfg_.key_bits,
-                                   &h.key_meta[h.key_meta.size() - dim],
-                                   h.key_codes.data() + tile_row * col_tiles * tile_bytes(cfg_.key_bits));
-      h.group_tile_row.push_back(tile_row);
+                                   &h.key_meta[h.key_meta.size() - dim], key_tiles_.data());
+      const std::size_t key_end = h.key_codes.size();
+      h.key_codes.resize(key_end + KeyGroupTiles{cfg_.key_bits, col_tiles, count}.bytes());
+      compact_key_group(key_tiles_.data(), count, col_tiles, cfg_.key_bits, &h.key_codes[key_end]);
       h.group_first.push_back(static_cast<std::uint32_t>(first + count));
 
       // Values: per token, into the next columns of the token tiles.
@@ -504,6 +503,7 @@ class KVCache {
   std::vector<std::size_t> quantized_positions_;  // demotion order
   std::vector<std::size_t> slots_;                // scratch: FP slots being demoted
   std::vector<float> gather_;                     // scratch: one key group
+  std::vector<std::uint8_t> key_tiles_;           // scratch: its codes in whole tile rows
   HadamardRotation rotation_;                     // identity unless cfg_.rotate
   std::vector<float> rotated_;                    // scratch: rotated keys and values of one append
 };

@@ -30,7 +30,7 @@ namespace logquant {
 
 /// The format version save() writes and load() reads (docs/format.md). Any change to the bytes,
 /// the code layout of quant/tile_layout.hpp included, needs a new number.
-inline constexpr std::uint32_t kFormatVersion = 1;
+inline constexpr std::uint32_t kFormatVersion = 2;
 
 namespace detail {
 
@@ -70,7 +70,7 @@ inline std::uint32_t crc32c_update(std::uint32_t crc, const void* data, std::siz
 }
 inline std::uint32_t crc32c(const void* data, std::size_t n) { return crc32c_update(0, data, n); }
 
-// Fixed facts of format version 1 (docs/format.md).
+// Fixed facts of the format (docs/format.md).
 inline constexpr std::uint8_t kFormatMagic[8] = {0x89, 'L', 'Q', 'K', 'V', '\r', '\n', 0x1a};
 inline constexpr std::size_t kHeaderBytes = 20;       // magic, version, flags, CRC
 inline constexpr std::size_t kConfigBytes = 72;       // CONF payload
@@ -341,13 +341,14 @@ struct HeadSizes {
   std::uint64_t section_bytes;  // HEAD payload: head index + the arrays
 };
 
-inline HeadSizes head_sizes(const CacheConfig& cfg, std::uint64_t key_tile_rows, std::uint64_t nq,
-                            std::uint64_t groups, std::uint64_t nfp) {
+inline HeadSizes head_sizes(const CacheConfig& cfg, std::uint64_t nq, std::uint64_t groups,
+                            std::uint64_t nfp) {
   const std::uint64_t col_tiles = tiles_for(cfg.head_dim), dim = cfg.head_dim;
   const char* what = "the size of a HEAD section";
   HeadSizes s{};
+  // Key groups are stored back to back without padding rows (KeyGroupTiles).
   const std::uint64_t key_codes = checked_mul(
-      checked_mul(key_tile_rows, col_tiles, what), tile_bytes(cfg.key_bits), what);
+      nq, KeyGroupTiles::row_bytes(cfg.key_bits, static_cast<std::size_t>(col_tiles)), what);
   const std::uint64_t key_meta = checked_mul(groups, dim, what);
   const std::uint64_t value_codes = checked_mul(
       checked_mul(tiles_for(static_cast<std::size_t>(nq)), col_tiles, what),
@@ -404,7 +405,7 @@ struct CacheSerializer {
     const CacheConfig& cfg = c.cfg_;
     const std::vector<std::uint64_t> state = c.selector_.save_state();
     const std::size_t nq = c.quantized_positions_.size();
-    const std::size_t groups = c.heads_.front().group_tile_row.size();
+    const std::size_t groups = c.heads_.front().group_first.size() - 1;
 
     FormatWriter w(out);
     w.header();
@@ -557,14 +558,9 @@ struct CacheSerializer {
                    [] { return "the selector's full-precision positions differ from the cache's"; });
 
     Cache c(RestoreTag{}, cfg, std::move(selector), kernels);
-    std::vector<std::uint32_t> first{0}, tile_row;
-    std::uint64_t key_tile_rows = 0;
-    for (std::uint32_t g : group_sizes) {
-      tile_row.push_back(static_cast<std::uint32_t>(key_tile_rows));
-      key_tile_rows += tiles_for(g);
-      first.push_back(first.back() + g);
-    }
-    const HeadSizes sizes = head_sizes(cfg, key_tile_rows, nq, groups, n_fp);
+    std::vector<std::uint32_t> first{0};
+    for (std::uint32_t g : group_sizes) first.push_back(first.back() + g);
+    const HeadSizes sizes = head_sizes(cfg, nq, groups, n_fp);
 
     for (std::size_t kv = 0; kv < cfg.kv_heads; ++kv) {
       auto& h = c.heads_[kv];
@@ -582,7 +578,6 @@ struct CacheSerializer {
         return section + " is labelled head " + std::to_string(index);
       });
       h.group_first = first;
-      h.group_tile_row = tile_row;
       check_head(cfg, h, n_quantized, section);
     }
 
@@ -655,22 +650,16 @@ struct CacheSerializer {
     check_quantizable(h.fp_values.data(), h.fp_values.size(), 1, "full-precision values");
 
     const std::size_t dim = cfg.head_dim, col_tiles = tiles_for(dim);
-    const std::size_t key_tile = tile_bytes(cfg.key_bits), value_tile = tile_bytes(cfg.value_bits);
+    const std::size_t value_tile = tile_bytes(cfg.value_bits);
     bool zero = true;
-    // Keys: the last tile row of each group (token padding) and the last column tile (channel
-    // padding); other tiles have no padding.
-    for (std::size_t g = 0; g < h.group_tile_row.size(); ++g) {
-      const std::size_t tokens = h.group_first[g + 1] - h.group_first[g];
-      const std::uint8_t* base = h.key_codes.data() + h.group_tile_row[g] * col_tiles * key_tile;
-      for (std::size_t tr = 0; tr < tiles_for(tokens); ++tr)
-        for (std::size_t tc = 0; tc < col_tiles; ++tc) {
-          if (tr + 1 < tiles_for(tokens) && tc + 1 < col_tiles) continue;
-          zero = zero && padding_is_zero(base + (tr * col_tiles + tc) * key_tile, cfg.key_bits,
-                                         [&](std::size_t row, std::size_t col) {
-                                           return tr * kTileRows + row < tokens &&
-                                                  tc * kTileCols + col < dim;
-                                         });
-        }
+    // Keys: only the last column tile has padding (channels); groups have no padding rows.
+    for (std::size_t g = 0; g + 1 < h.group_first.size(); ++g) {
+      const KeyGroupTiles tiles{cfg.key_bits, col_tiles, h.group_first[g + 1] - h.group_first[g]};
+      const std::uint8_t* base =
+          h.key_codes.data() + h.group_first[g] * KeyGroupTiles::row_bytes(cfg.key_bits, col_tiles);
+      for (std::size_t row = 0; row < tiles.tokens; ++row)
+        for (std::size_t col = dim; col < col_tiles * kTileCols; ++col)
+          zero = zero && tiles.get(base, row, col) == 0;
     }
     // Values: tiles hold 16 channels (rows) x 16 tokens (columns).
     for (std::size_t tt = 0; tt < tiles_for(nq); ++tt)

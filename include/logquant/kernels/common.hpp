@@ -15,6 +15,7 @@
 
 #include "../quant/group_quantizer.hpp"
 #include "../quant/tile_layout.hpp"
+#include "views.hpp"
 
 namespace logquant {
 namespace kernels {
@@ -108,6 +109,19 @@ inline void quantize_tile_weights(const float* w, std::size_t n, unsigned digits
     split_digits(r, digits, hi[j], lo[j]);
   }
   wscale = wmax / limit;
+}
+
+/// Tile row tr of key group g in the full form the SIMD kernels read (64-byte vectors): the
+/// stored bytes themselves for a row of 16 tokens, else the group's last, short row expanded into
+/// `scratch` (col_tiles * tile_bytes(key_bits) bytes). Once per group, next to the W rows' work.
+inline const std::uint8_t* key_tile_row(const QuantizedHeadView& v, std::size_t g, std::size_t tr,
+                                        std::uint8_t* scratch) {
+  const KeyGroupTiles tiles = v.key_group_tiles(g);
+  const std::uint8_t* row = tiles.tile_row(v.key_group_codes(g), tr);
+  const std::size_t rows = tiles.rows_in(tr);
+  if (rows == kTileRows) return row;
+  expand_tile_row(row, rows, tiles.col_tiles, v.key_bits, scratch);
+  return scratch;
 }
 
 /// Folds n scores into one head's running state: raises the maximum if needed (rescaling sum and

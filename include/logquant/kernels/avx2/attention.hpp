@@ -93,6 +93,7 @@ struct AttendScratch {
   std::vector<float> vscale, vmin;       // [groups][16] this tile's value metadata
   std::vector<std::uint8_t> w_hi, w_lo;  // [heads][groups][16] this tile's int8 weights
   std::vector<float> wscale;             // [groups][8] (lane = head)
+  std::vector<std::uint8_t> key_tail;    // a key group's short last tile row, expanded
   alignas(32) float max[kHeadBlock];
   alignas(32) float sum[kHeadBlock][8];  // per-lane softmax sums
 };
@@ -260,12 +261,11 @@ LOGQUANT_TARGET_AVX2 void key_group_scores(const kernels::QuantizedHeadView& v, 
                                            std::size_t r1, std::ptrdiff_t out, AttendScratch& s) {
   constexpr unsigned kDigits = kernels::operand_digits(Bits);
   const std::size_t dim = v.head_dim, col_tiles = tiles_for(dim), padded = col_tiles * kTileCols;
-  const std::size_t row_bytes = col_tiles * tile_bytes(Bits);
   if (prepare) prepare_keys<kDigits, NH>(q, dim, padded, v.key_meta + g * dim, s);
-  const std::uint8_t* base = v.key_codes + v.group_tile_row[g] * row_bytes;
   float* o = s.scores.data() + static_cast<std::ptrdiff_t>(kScorePad) + out;
   for (std::size_t r = r0; r < r1; r += kTileRows)
-    key_row<Bits, NH>(base + r / kTileRows * row_bytes, col_tiles, s, padded, o + r);
+    key_row<Bits, NH>(kernels::key_tile_row(v, g, r / kTileRows, s.key_tail.data()), col_tiles, s,
+                      padded, o + r);
 }
 
 /// The value metadata of one tile's n tokens, [token][group] dwords, as float vectors per group:
@@ -501,6 +501,7 @@ LOGQUANT_TARGET_AVX2 inline void attend_quantized_block(const kernels::Quantized
   s.w_hi.resize(heads * groups * 16);
   s.w_lo.resize(heads * groups * 16);
   s.wscale.resize(groups * 8);
+  s.key_tail.resize(tiles_for(dim) * tile_bytes(v.key_bits));
   for (std::size_t h = 0; h < heads; ++h) {
     s.max[h] = st.max[h];
     _mm256_store_ps(s.sum[h], _mm256_setr_ps(st.sum[h], 0, 0, 0, 0, 0, 0, 0));

@@ -93,6 +93,7 @@ struct AttendScratch {
   std::vector<float> vscale, vmin;       // [groups][16] this tile's value metadata
   std::vector<std::uint8_t> w_hi, w_lo;  // [heads][groups][16] this tile's int8 weights
   std::vector<float> wscale;             // [groups][16] (lane = head)
+  std::vector<std::uint8_t> key_tail;    // a key group's short last tile row, expanded
   alignas(64) float max[kHeadBlock];
   alignas(64) float sum[kHeadBlock][16];  // per-lane softmax sums
 };
@@ -255,8 +256,16 @@ LOGQUANT_TARGET_AVX512 void key_group_scores(const kernels::QuantizedHeadView& v
   const std::size_t dim = v.head_dim, col_tiles = tiles_for(dim), padded = col_tiles * kTileCols;
   const std::size_t row_bytes = col_tiles * tile_bytes(Bits);
   if (prepare) prepare_keys<kDigits, NH>(q, dim, padded, v.key_meta + g * dim, s);
-  const std::uint8_t* base = v.key_codes + v.group_tile_row[g] * row_bytes;
+  const std::uint8_t* base = v.key_group_codes(g);
   float* o = s.scores.data() + static_cast<std::ptrdiff_t>(kScorePad) + out;
+  // The group's short last tile row (if [r0, r1) reaches it) is expanded and done on its own.
+  const std::size_t tokens = v.group_first[g + 1] - v.group_first[g];
+  const std::size_t full_end = std::min(r1, tokens / kTileRows * kTileRows);
+  if (r1 > full_end)
+    key_rows<Bits, NH, 1>(kernels::key_tile_row(v, g, tokens / kTileRows, s.key_tail.data()),
+                          row_bytes, col_tiles, s, padded, o + full_end);
+  r1 = full_end;
+  if (r0 >= r1) return;
   std::size_t r = r0;
   for (; r + kRows * kTileRows <= r1 + kTileRows - 1; r += kRows * kTileRows)
     key_rows<Bits, NH, kRows>(base + r / kTileRows * row_bytes, row_bytes, col_tiles, s, padded,
@@ -510,6 +519,7 @@ LOGQUANT_TARGET_AVX512 inline void attend_quantized_block(const kernels::Quantiz
   s.w_hi.resize(heads * groups * 16);
   s.w_lo.resize(heads * groups * 16);
   s.wscale.resize(groups * 16);
+  s.key_tail.resize(tiles_for(dim) * tile_bytes(v.key_bits));
   for (std::size_t h = 0; h < heads; ++h) {
     s.max[h] = st.max[h];
     _mm512_store_ps(s.sum[h], _mm512_maskz_mov_ps(1, _mm512_set1_ps(st.sum[h])));

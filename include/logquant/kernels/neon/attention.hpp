@@ -40,6 +40,7 @@ struct QuantizedScratch {
   std::vector<float> wscale, min_sum;        // [heads]
   std::vector<std::int32_t> w_sum_hi, w_sum_lo;  // [heads] 128 Σ digits (8-bit values)
   std::vector<int32x4_t> dot_hi, dot_lo;     // [heads] one register block's integer dots
+  std::vector<std::uint8_t> key_tail;        // a key group's short last tile row, expanded
 
   void resize(std::size_t heads, std::size_t padded, std::size_t groups) {
     q_hi.resize(heads * padded);
@@ -281,6 +282,7 @@ inline void attend_quantized(const kernels::QuantizedHeadView& v, const float* q
   const std::size_t value_groups = dim / v.value_group;
   QuantizedScratch& s = quantized_scratch();
   s.resize(heads, padded, value_groups);
+  s.key_tail.resize(col_tiles * key_tile);
 
   std::size_t group = static_cast<std::size_t>(
       std::upper_bound(v.group_first, v.group_first + v.groups + 1, begin) - v.group_first - 1);
@@ -310,8 +312,7 @@ inline void attend_quantized(const kernels::QuantizedHeadView& v, const float* q
       for (std::size_t r = t - first; r < run_end - first;) {
         const std::size_t tile_row = r / kTileRows;
         const std::size_t r_end = std::min(run_end - first, (tile_row + 1) * kTileRows);
-        const std::uint8_t* codes =
-            v.key_codes + (v.group_tile_row[group] + tile_row) * col_tiles * key_tile;
+        const std::uint8_t* codes = kernels::key_tile_row(v, group, tile_row, s.key_tail.data());
         kernels::with_bits(v.key_bits, [&](auto b) {
           key_scores<Dot, decltype(b)::value>(codes, col_tiles, padded, r % kTileRows,
                                               r_end - tile_row * kTileRows, first + r - tile0,

@@ -24,7 +24,7 @@ inline void attend_quantized(const kernels::QuantizedHeadView& v, const float* q
   if (begin >= end) return;
   const std::size_t dim = v.head_dim, heads = st.heads;
   const std::size_t col_tiles = tiles_for(dim), padded = col_tiles * kTileCols;
-  const std::size_t key_tile = tile_bytes(v.key_bits), value_tile = tile_bytes(v.value_bits);
+  const std::size_t value_tile = tile_bytes(v.value_bits);
   const std::size_t value_groups = dim / v.value_group;
 
   const unsigned key_digits = kernels::operand_digits(v.key_bits);
@@ -59,14 +59,13 @@ inline void attend_quantized(const kernels::QuantizedHeadView& v, const float* q
         ++group;
         prepare();
       }
+      const KeyGroupTiles keys = v.key_group_tiles(group);
+      const std::uint8_t* codes = v.key_group_codes(group);
       const std::size_t row = t - v.group_first[group];
-      const std::uint8_t* tile_row =
-          v.key_codes + (v.group_tile_row[group] + row / kTileRows) * col_tiles * key_tile;
       for (std::size_t h = 0; h < heads; ++h) {
         std::int32_t hi = 0, lo = 0;
         for (std::size_t c = 0; c < dim; ++c) {
-          const int code = tile_get(tile_row + (c / kTileCols) * key_tile, v.key_bits,
-                                    row % kTileRows, c % kTileCols);
+          const int code = keys.get(codes, row, c);
           hi += q_hi[h * padded + c] * code;
           lo += q_lo[h * padded + c] * code;
         }
