@@ -111,16 +111,28 @@ inline void quantize_tile_weights(const float* w, std::size_t n, unsigned digits
   wscale = wmax / limit;
 }
 
-/// Tile row tr of key group g in the full form the SIMD kernels read (64-byte vectors): the
-/// stored bytes themselves for a row of 16 tokens, else the group's last, short row expanded into
-/// `scratch` (col_tiles * tile_bytes(key_bits) bytes). Once per group, next to the W rows' work.
-inline const std::uint8_t* key_tile_row(const QuantizedHeadView& v, std::size_t g, std::size_t tr,
-                                        std::uint8_t* scratch) {
+/// Tile row tr of key group g as stored: `rows` (16, or fewer for the group's last row) token
+/// rows whose 64-byte tile vectors are cut to 4 * rows bytes, so vector i of the row (column tile
+/// * bits / 2 + vector in the tile) starts at codes + i * 4 * rows. SIMD kernels load a short
+/// row's vectors with masked loads (lanes >= rows zero), which is the full row's content.
+struct KeyTileRow {
+  const std::uint8_t* codes;
+  std::size_t rows;
+};
+
+inline KeyTileRow key_tile_row(const QuantizedHeadView& v, std::size_t g, std::size_t tr) {
   const KeyGroupTiles tiles = v.key_group_tiles(g);
-  const std::uint8_t* row = tiles.tile_row(v.key_group_codes(g), tr);
-  const std::size_t rows = tiles.rows_in(tr);
-  if (rows == kTileRows) return row;
-  expand_tile_row(row, rows, tiles.col_tiles, v.key_bits, scratch);
+  return KeyTileRow{tiles.tile_row(v.key_group_codes(g), tr), tiles.rows_in(tr)};
+}
+
+/// The same row in the full form (64-byte vectors): the stored bytes for a row of 16, else the
+/// short row expanded into `scratch` (col_tiles * tile_bytes(key_bits) bytes), for kernels that
+/// have no masked loads.
+inline const std::uint8_t* full_key_tile_row(const QuantizedHeadView& v, std::size_t g,
+                                             std::size_t tr, std::uint8_t* scratch) {
+  const KeyTileRow row = key_tile_row(v, g, tr);
+  if (row.rows == kTileRows) return row.codes;
+  expand_tile_row(row.codes, row.rows, tiles_for(v.head_dim), v.key_bits, scratch);
   return scratch;
 }
 

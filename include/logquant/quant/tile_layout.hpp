@@ -22,6 +22,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 namespace logquant {
 
@@ -145,8 +146,8 @@ inline void expand_tile_row(const std::uint8_t* stored, std::size_t rows, std::s
                             unsigned bits, std::uint8_t* out) {
   const std::size_t vectors = col_tiles * bits / 2;
   for (std::size_t v = 0; v < vectors; ++v) {
-    for (std::size_t b = 0; b < 4 * rows; ++b) out[v * kTileVectorBytes + b] = stored[v * 4 * rows + b];
-    for (std::size_t b = 4 * rows; b < kTileVectorBytes; ++b) out[v * kTileVectorBytes + b] = 0;
+    std::memcpy(out + v * kTileVectorBytes, stored + v * 4 * rows, 4 * rows);
+    std::memset(out + v * kTileVectorBytes + 4 * rows, 0, kTileVectorBytes - 4 * rows);
   }
 }
 
@@ -155,7 +156,7 @@ inline void compact_tile_row(const std::uint8_t* full, std::size_t rows, std::si
                              unsigned bits, std::uint8_t* stored) {
   const std::size_t vectors = col_tiles * bits / 2;
   for (std::size_t v = 0; v < vectors; ++v)
-    for (std::size_t b = 0; b < 4 * rows; ++b) stored[v * 4 * rows + b] = full[v * kTileVectorBytes + b];
+    std::memcpy(stored + v * 4 * rows, full + v * kTileVectorBytes, 4 * rows);
 }
 
 /// Converts a key group written in TileMatrix form (tiles_for(tokens) full tile rows, as the

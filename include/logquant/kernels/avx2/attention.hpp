@@ -93,7 +93,6 @@ struct AttendScratch {
   std::vector<float> vscale, vmin;       // [groups][16] this tile's value metadata
   std::vector<std::uint8_t> w_hi, w_lo;  // [heads][groups][16] this tile's int8 weights
   std::vector<float> wscale;             // [groups][8] (lane = head)
-  std::vector<std::uint8_t> key_tail;    // a key group's short last tile row, expanded
   alignas(32) float max[kHeadBlock];
   alignas(32) float sum[kHeadBlock][8];  // per-lane softmax sums
 };
@@ -162,13 +161,26 @@ LOGQUANT_TARGET_AVX2 inline void prepare_keys(const float* q, std::size_t head_d
   }
 }
 
+/// Half `half` (rows 0-7 or 8-15) of vector i of a stored key tile row: a plain load for a row
+/// of 16, a masked one (missing rows read as 0, nothing past them is touched) for a group's short
+/// last row, whose vectors are 4 * rows bytes.
+LOGQUANT_AVX2_INLINE __m256i load_key_half(const kernels::KeyTileRow& row, std::size_t i,
+                                           int half, __m256i mask) {
+  const std::uint8_t* p = row.codes + i * 4 * row.rows + half * 32;
+  if (row.rows == kTileRows) return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  return _mm256_maskload_epi32(reinterpret_cast<const int*>(p), mask);
+}
+
 /// Scores of one key tile row (16 tokens: two halves of 8) for NH heads. Each broadcast query
 /// operand serves both halves.
 template <unsigned Bits, int NH>
-LOGQUANT_AVX2_INLINE void key_row(const std::uint8_t* row, std::size_t col_tiles,
+LOGQUANT_AVX2_INLINE void key_row(const kernels::KeyTileRow& row, std::size_t col_tiles,
                                   const AttendScratch& s, std::size_t padded, float* out) {
   constexpr unsigned kDigits = kernels::operand_digits(Bits);
-  constexpr std::size_t kTileBytes = tile_bytes(Bits);
+  const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const int rows = static_cast<int>(row.rows);
+  const __m256i mask[2] = {_mm256_cmpgt_epi32(_mm256_set1_epi32(rows), lanes),
+                           _mm256_cmpgt_epi32(_mm256_set1_epi32(rows - 8), lanes)};
   const __m256i ones = _mm256_set1_epi16(1), sixteen = _mm256_set1_epi16(16);
   const std::int8_t* hi = s.q_hi.data();
   const std::int8_t* lo = s.q_lo.data();
@@ -182,10 +194,8 @@ LOGQUANT_AVX2_INLINE void key_row(const std::uint8_t* row, std::size_t col_tiles
     LOGQUANT_UNROLL
     for (int h = 0; h < NH; ++h) a16[0][h] = a16[1][h] = _mm256_setzero_si256();
     for (std::size_t ct = 0; ct < col_tiles; ++ct) {
-      const __m256i x0 =
-          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + ct * kTileBytes));
-      const __m256i x1 =
-          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + ct * kTileBytes + 32));
+      const __m256i x0 = load_key_half(row, ct, 0, mask[0]);
+      const __m256i x1 = load_key_half(row, ct, 1, mask[1]);
       LOGQUANT_UNROLL
       for (unsigned k = 0; k < 4; ++k) {
         __m256i qh[NH];
@@ -217,8 +227,7 @@ LOGQUANT_AVX2_INLINE void key_row(const std::uint8_t* row, std::size_t col_tiles
       for (unsigned v = 0; v < Bits / 2; ++v) {
         LOGQUANT_UNROLL
         for (int half = 0; half < 2; ++half) {
-          const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(
-              row + ct * kTileBytes + v * kTileVectorBytes + half * 32));
+          const __m256i x = load_key_half(row, ct * (Bits / 2) + v, half, mask[half]);
           const __m256i u0 = code_plane<Bits, 0>(x), u1 = code_plane<Bits, 1>(x);
           LOGQUANT_UNROLL
           for (int h = 0; h < NH; ++h) {
@@ -264,8 +273,7 @@ LOGQUANT_TARGET_AVX2 void key_group_scores(const kernels::QuantizedHeadView& v, 
   if (prepare) prepare_keys<kDigits, NH>(q, dim, padded, v.key_meta + g * dim, s);
   float* o = s.scores.data() + static_cast<std::ptrdiff_t>(kScorePad) + out;
   for (std::size_t r = r0; r < r1; r += kTileRows)
-    key_row<Bits, NH>(kernels::key_tile_row(v, g, r / kTileRows, s.key_tail.data()), col_tiles, s,
-                      padded, o + r);
+    key_row<Bits, NH>(kernels::key_tile_row(v, g, r / kTileRows), col_tiles, s, padded, o + r);
 }
 
 /// The value metadata of one tile's n tokens, [token][group] dwords, as float vectors per group:
@@ -501,7 +509,6 @@ LOGQUANT_TARGET_AVX2 inline void attend_quantized_block(const kernels::Quantized
   s.w_hi.resize(heads * groups * 16);
   s.w_lo.resize(heads * groups * 16);
   s.wscale.resize(groups * 8);
-  s.key_tail.resize(tiles_for(dim) * tile_bytes(v.key_bits));
   for (std::size_t h = 0; h < heads; ++h) {
     s.max[h] = st.max[h];
     _mm256_store_ps(s.sum[h], _mm256_setr_ps(st.sum[h], 0, 0, 0, 0, 0, 0, 0));

@@ -10,10 +10,12 @@
 //
 // The quantized range is processed in chunks of kChunk tokens: the key pass writes the scores of
 // every head into a small buffer (key groups need not start on a 16-token boundary, so one value
-// tile may draw on two key tile rows), then the value pass walks the chunk's value tiles: softmax
-// state update with a vector exp, the int8 tile weights, and the weighted code sums. Per-group
-// query preparation and per-tile weight quantization are done for all heads at once (one
-// transposing reduction tree, one vector division), so the horizontal work does not grow per head.
+// tile may draw on two key tile rows; a group's short last row is read with masked loads), then
+// the value pass: the chunk's softmax maximum, every tile's int8 weights, and the weighted code
+// sums channel tile by channel tile with the heads' float accumulators in registers across the
+// chunk (acc is loaded and stored once per chunk, not once per tile). Per-group query
+// preparation and per-tile weight quantization are done for all heads at once (one transposing
+// reduction tree, one vector division), so the horizontal work does not grow per head.
 #pragma once
 
 #include "../../config.hpp"
@@ -91,9 +93,8 @@ struct AttendScratch {
   std::vector<float> scores;             // [heads][kScoreStride]
   std::vector<float> min_sum;            // [heads][groups][16] per-lane Σ p_j min_j
   std::vector<float> vscale, vmin;       // [groups][16] this tile's value metadata
-  std::vector<std::uint8_t> w_hi, w_lo;  // [heads][groups][16] this tile's int8 weights
-  std::vector<float> wscale;             // [groups][16] (lane = head)
-  std::vector<std::uint8_t> key_tail;    // a key group's short last tile row, expanded
+  std::vector<std::uint8_t> w_hi, w_lo;  // [tile][group][head][16] the chunk's int8 weights
+  std::vector<float> wscale;             // [tile][group][16] their scales (lane = head)
   alignas(64) float max[kHeadBlock];
   alignas(64) float sum[kHeadBlock][16];  // per-lane softmax sums
 };
@@ -165,10 +166,11 @@ LOGQUANT_TARGET_AVX512 inline void prepare_keys(const float* q, std::size_t head
       _mm512_storeu_ps(qs + h * padded + c, x);
     }
   }
-  const __m512 maxabs = transpose_reduce8<MaxOp>(vmax);
+  const __m512 maxabs = NH <= 4 ? transpose_reduce4<MaxOp>(vmax) : transpose_reduce8<MaxOp>(vmax);
+  const __m512 bias = NH <= 4 ? transpose_reduce4<AddOp>(vbias) : transpose_reduce8<AddOp>(vbias);
   const __m512 inv = operand_inverse8(kLimit, maxabs);
   _mm512_store_ps(s.qscale, _mm512_mul_ps(maxabs, _mm512_set1_ps(1.0f / kLimit)));  // within an ulp
-  _mm512_store_ps(s.bias, transpose_reduce8<AddOp>(vbias));
+  _mm512_store_ps(s.bias, bias);
   LOGQUANT_UNROLL
   for (int h = 0; h < NH; ++h) {
     const __m512 ih = lane(inv, h);
@@ -193,12 +195,10 @@ LOGQUANT_TARGET_AVX512 inline void prepare_keys(const float* q, std::size_t head
 /// are broadcast once and used against all R rows: vpdpbusd with a broadcast operand issues
 /// about half as fast as with register operands (measured on Ice Lake), so rows share them.
 template <unsigned Bits, int NH, int R>
-LOGQUANT_AVX512_INLINE void key_rows(const std::uint8_t* row0, std::size_t row_bytes,
-                                     std::size_t col_tiles, const AttendScratch& s,
-                                     std::size_t padded, float* out) {
+LOGQUANT_AVX512_INLINE void key_rows(const kernels::KeyTileRow* rows, std::size_t col_tiles,
+                                     const AttendScratch& s, std::size_t padded, float* out) {
   constexpr unsigned kDigits = kernels::operand_digits(Bits);
   constexpr unsigned kPlanes = 8 / Bits;
-  constexpr std::size_t kTileBytes = tile_bytes(Bits);
   const std::int8_t* hi = s.q_hi.data();
   const std::int8_t* lo = s.q_lo.data();
   __m512i acc_hi[R][NH], acc_lo[R][NH];
@@ -207,13 +207,22 @@ LOGQUANT_AVX512_INLINE void key_rows(const std::uint8_t* row0, std::size_t row_b
     LOGQUANT_UNROLL
     for (int h = 0; h < NH; ++h) acc_hi[r][h] = acc_lo[r][h] = _mm512_setzero_si512();
   }
+  // A short row (a group's last) holds rows[r].rows rows: 4 bytes each per vector, masked loads.
+  __mmask16 mask[R];
+  std::size_t stride[R];
+  LOGQUANT_UNROLL
+  for (int r = 0; r < R; ++r) {
+    mask[r] = tail_mask(rows[r].rows);
+    stride[r] = 4 * rows[r].rows;
+  }
   for (std::size_t ct = 0; ct < col_tiles; ++ct) {
     LOGQUANT_UNROLL
     for (unsigned v = 0; v < Bits / 2; ++v) {
       __m512i x[R];
       LOGQUANT_UNROLL
       for (int r = 0; r < R; ++r)
-        x[r] = _mm512_loadu_si512(row0 + r * row_bytes + ct * kTileBytes + v * kTileVectorBytes);
+        x[r] = _mm512_maskz_loadu_epi32(
+            mask[r], rows[r].codes + (ct * (Bits / 2) + v) * stride[r]);
       LOGQUANT_UNROLL
       for (unsigned k = 0; k < kPlanes; ++k) {
         const std::size_t o = ct * kTileCols + (v * kPlanes + k) * 4;
@@ -254,32 +263,23 @@ LOGQUANT_TARGET_AVX512 void key_group_scores(const kernels::QuantizedHeadView& v
   constexpr unsigned kDigits = kernels::operand_digits(Bits);
   constexpr int kRows = NH * kDigits <= 4 ? 4 : NH * kDigits <= 8 ? 2 : 1;  // registers: R*NH*D acc
   const std::size_t dim = v.head_dim, col_tiles = tiles_for(dim), padded = col_tiles * kTileCols;
-  const std::size_t row_bytes = col_tiles * tile_bytes(Bits);
   if (prepare) prepare_keys<kDigits, NH>(q, dim, padded, v.key_meta + g * dim, s);
-  const std::uint8_t* base = v.key_group_codes(g);
   float* o = s.scores.data() + static_cast<std::ptrdiff_t>(kScorePad) + out;
-  // The group's short last tile row (if [r0, r1) reaches it) is expanded and done on its own.
-  const std::size_t tokens = v.group_first[g + 1] - v.group_first[g];
-  const std::size_t full_end = std::min(r1, tokens / kTileRows * kTileRows);
-  if (r1 > full_end)
-    key_rows<Bits, NH, 1>(kernels::key_tile_row(v, g, tokens / kTileRows, s.key_tail.data()),
-                          row_bytes, col_tiles, s, padded, o + full_end);
-  r1 = full_end;
-  if (r0 >= r1) return;
-  std::size_t r = r0;
-  for (; r + kRows * kTileRows <= r1 + kTileRows - 1; r += kRows * kTileRows)
-    key_rows<Bits, NH, kRows>(base + r / kTileRows * row_bytes, row_bytes, col_tiles, s, padded,
-                              o + r);
-  const std::size_t left = (r1 - r + kTileRows - 1) / kTileRows;  // < kRows
-  if (left == 1)
-    key_rows<Bits, NH, 1>(base + r / kTileRows * row_bytes, row_bytes, col_tiles, s, padded, o + r);
-  if constexpr (kRows > 2) {
-    if (left == 2)
-      key_rows<Bits, NH, 2>(base + r / kTileRows * row_bytes, row_bytes, col_tiles, s, padded,
-                            o + r);
-    if (left == 3)
-      key_rows<Bits, NH, 3>(base + r / kTileRows * row_bytes, row_bytes, col_tiles, s, padded,
-                            o + r);
+  // Tile rows in batches of kRows, a group's short last row among them (key_rows masks it).
+  const std::size_t tr1 = tiles_for(r1);
+  for (std::size_t tr = r0 / kTileRows; tr < tr1; tr += kRows) {
+    const std::size_t n = std::min<std::size_t>(kRows, tr1 - tr);
+    kernels::KeyTileRow rows[kRows];
+    for (std::size_t i = 0; i < n; ++i) rows[i] = kernels::key_tile_row(v, g, tr + i);
+    float* out_rows = o + tr * kTileRows;
+    if (n == kRows) {
+      key_rows<Bits, NH, kRows>(rows, col_tiles, s, padded, out_rows);
+    } else if (n == 1) {
+      key_rows<Bits, NH, 1>(rows, col_tiles, s, padded, out_rows);
+    } else if constexpr (kRows > 2) {
+      if (n == 2) key_rows<Bits, NH, 2>(rows, col_tiles, s, padded, out_rows);
+      if (n == 3) key_rows<Bits, NH, 3>(rows, col_tiles, s, padded, out_rows);
+    }
   }
 }
 
@@ -335,74 +335,59 @@ LOGQUANT_TARGET_AVX512 inline void rescale_head(float old_max, float max, float*
     _mm512_storeu_ps(min_sum + g * 16, _mm512_mul_ps(_mm512_loadu_ps(min_sum + g * 16), c));
 }
 
-/// acc[h][c] += wscale[h] * Σ_j W[h][j] code[j][c] for the channels c of value group g of one tile,
-/// heads in sub-blocks whose broadcast weights (4 planes x digits) stay in registers across the
-/// group's channel tiles.
+/// acc[h][c..c+16) += Σ over the chunk's tiles of wscale[t][h] * Σ_j W[t][h][j] code[t][j][c..],
+/// for one channel tile: the float accumulators of all NH heads stay in registers across the
+/// chunk, so acc is loaded and stored once per chunk instead of once per tile. The weight digits
+/// are broadcast straight from the scratch (memory operands), as each is used once per tile.
 template <unsigned Bits, int NH>
-LOGQUANT_AVX512_INLINE void value_group_sums(const std::uint8_t* codes, std::size_t value_group,
-                                             std::size_t g, std::size_t dim, const std::int8_t* whi,
-                                             const std::int8_t* wlo, std::size_t wstride,
-                                             const float* wscale, float* acc) {
+LOGQUANT_AVX512_INLINE void value_tile_sums(const std::uint8_t* codes, std::size_t tile_stride,
+                                            std::size_t tiles, const std::int8_t* whi,
+                                            const std::int8_t* wlo, std::size_t wstride,
+                                            const float* wscale, std::size_t sstride, float* acc,
+                                            std::size_t dim, __mmask16 m) {
   constexpr unsigned kDigits = kernels::operand_digits(Bits);
   constexpr unsigned kPlanes = 8 / Bits;
-  constexpr std::size_t kTileBytes = tile_bytes(Bits);
-  constexpr int kSub = kDigits == 1 ? 4 : 2;  // heads per sub-block: 16 broadcast registers
+  __m512 a[NH];
   LOGQUANT_UNROLL
-  for (int h0 = 0; h0 < NH; h0 += kSub) {
-    constexpr int kMax = kSub;
-    const int nh = NH - h0 < kMax ? NH - h0 : kMax;
-    __m512i wh[kMax][4], wl[kMax][4];
+  for (int h = 0; h < NH; ++h) a[h] = _mm512_maskz_loadu_ps(m, acc + h * dim);
+  for (std::size_t t = 0; t < tiles; ++t) {
+    const std::uint8_t* tile = codes + t * tile_stride;
+    const std::int8_t* wh = whi + t * wstride;
+    const std::int8_t* wl = wlo + t * wstride;
+    __m512i d_hi[NH], d_lo[NH];
     LOGQUANT_UNROLL
-    for (int i = 0; i < kMax; ++i) {
+    for (int h = 0; h < NH; ++h) d_hi[h] = d_lo[h] = _mm512_setzero_si512();
+    LOGQUANT_UNROLL
+    for (unsigned vv = 0; vv < Bits / 2; ++vv) {
+      const __m512i x = _mm512_loadu_si512(tile + vv * kTileVectorBytes);
       LOGQUANT_UNROLL
-      for (int p = 0; p < 4; ++p) {
-        if (i < nh) {
-          wh[i][p] = broadcast4(whi + (h0 + i) * wstride + g * kTileCols + 4 * p);
-          if constexpr (kDigits == 2)
-            wl[i][p] = broadcast4(wlo + (h0 + i) * wstride + g * kTileCols + 4 * p);
-        }
-      }
-    }
-    for (std::size_t c = g * value_group; c < (g + 1) * value_group && c < dim; c += kTileRows) {
-      __m512i acc_hi[kMax], acc_lo[kMax];
-      LOGQUANT_UNROLL
-      for (int i = 0; i < kMax; ++i) acc_hi[i] = acc_lo[i] = _mm512_setzero_si512();
-      const std::uint8_t* tile = codes + (c / kTileRows) * kTileBytes;
-      LOGQUANT_UNROLL
-      for (unsigned v = 0; v < Bits / 2; ++v) {
-        const __m512i x = _mm512_loadu_si512(tile + v * kTileVectorBytes);
+      for (unsigned k = 0; k < kPlanes; ++k) {
+        const __m512i u = code_plane_k<Bits>(x, k);
+        const std::size_t o = (vv * kPlanes + k) * 4;
         LOGQUANT_UNROLL
-        for (unsigned k = 0; k < kPlanes; ++k) {
-          const __m512i u = code_plane_k<Bits>(x, k);
-          LOGQUANT_UNROLL
-          for (int i = 0; i < kMax; ++i) {
-            if (i < nh) {
-              acc_hi[i] = _mm512_dpbusd_epi32(acc_hi[i], u, wh[i][v * kPlanes + k]);
-              if constexpr (kDigits == 2)
-                acc_lo[i] = _mm512_dpbusd_epi32(acc_lo[i], u, wl[i][v * kPlanes + k]);
-            }
-          }
-        }
-      }
-      const __mmask16 m = tail_mask(dim - c);
-      LOGQUANT_UNROLL
-      for (int i = 0; i < kMax; ++i) {
-        if (i < nh) {
-          float* a = acc + (h0 + i) * dim + c;
-          _mm512_mask_storeu_ps(
-              a, m,
-              _mm512_fmadd_ps(combine<kDigits>(acc_hi[i], acc_lo[i]),
-                              _mm512_set1_ps(wscale[h0 + i]), _mm512_maskz_loadu_ps(m, a)));
+        for (int h = 0; h < NH; ++h) {
+          d_hi[h] = _mm512_dpbusd_epi32(d_hi[h], u, broadcast4(wh + h * kTileCols + o));
+          if constexpr (kDigits == 2)
+            d_lo[h] = _mm512_dpbusd_epi32(d_lo[h], u, broadcast4(wl + h * kTileCols + o));
         }
       }
     }
+    const float* sc = wscale + t * sstride;
+    LOGQUANT_UNROLL
+    for (int h = 0; h < NH; ++h)
+      a[h] = _mm512_fmadd_ps(combine<kDigits>(d_hi[h], d_lo[h]), _mm512_set1_ps(sc[h]), a[h]);
   }
+  LOGQUANT_UNROLL
+  for (int h = 0; h < NH; ++h) _mm512_mask_storeu_ps(acc + h * dim, m, a[h]);
 }
 
-/// The value pass over tokens [c0, c1) of a chunk for NH heads, tile by tile: softmax update
-/// (kernels::softmax_fold with a vector exp), the int8 weights of every (head, value group)
-/// (kernels::quantize_tile_weights: identical bytes for identical weights; maxima by one
-/// transposing tree and divisions as one vector per group), and acc += wscale * (weights . codes).
+/// The value pass over tokens [c0, c1) of a chunk for NH heads. First the chunk's softmax maximum
+/// per head (one rescale of the state per chunk at most), then tile by tile the numerators
+/// p_j = exp(s_j - max) (kernels::softmax_fold with a vector exp) and the int8 weights of every
+/// (head, value group) (kernels::quantize_tile_weights: maxima by one transposing tree, divisions
+/// as one vector per group), then per channel tile acc += wscale * (weights . codes) over all the
+/// chunk's tiles. The scalar reference folds each tile against the running maximum instead; the
+/// integer weights depend only on ratios within a tile, so the two differ by float rounding.
 /// Σ_j p_j min_j is kept per lane in min_sum and added to the channels at the end.
 template <unsigned Bits, int NH>
 LOGQUANT_TARGET_AVX512 void value_chunk(const kernels::QuantizedHeadView& v, std::size_t c0,
@@ -411,39 +396,44 @@ LOGQUANT_TARGET_AVX512 void value_chunk(const kernels::QuantizedHeadView& v, std
   constexpr float kLimit = kernels::operand_limit(kDigits);
   constexpr std::size_t kTileBytes = tile_bytes(Bits);
   const std::size_t dim = v.head_dim, col_tiles = tiles_for(dim), groups = dim / v.value_group;
-  const std::size_t wstride = groups * kTileCols;
-  const auto* whi = reinterpret_cast<const std::int8_t*>(s.w_hi.data());
-  const auto* wlo = reinterpret_cast<const std::int8_t*>(s.w_lo.data());
+  const std::size_t tiles = (c1 - c0 + kTileCols - 1) / kTileCols;
+  const std::size_t wstride = groups * NH * kTileCols;  // weight digits of one tile
+  const std::size_t sstride = groups * 16;              // weight scales of one tile
+  const std::size_t mstride = groups * kTileCols;       // min sums of one head
+  auto* whi = reinterpret_cast<std::int8_t*>(s.w_hi.data());
+  auto* wlo = reinterpret_cast<std::int8_t*>(s.w_lo.data());
   const __m512 neg_inf = _mm512_set1_ps(-HUGE_VALF);
+  const float* scores = s.scores.data() + kScorePad;
+
   float max[NH];
   __m512 sum[NH];
   LOGQUANT_UNROLL
   for (int h = 0; h < NH; ++h) {
+    __m512 m = neg_inf;
+    for (std::size_t t = 0; t < tiles; ++t)
+      m = _mm512_max_ps(m, _mm512_mask_loadu_ps(neg_inf, tail_mask(c1 - c0 - t * kTileCols),
+                                                scores + h * kScoreStride + t * kTileCols));
+    const float chunk_max = reduce_max(m);
+    if (chunk_max > s.max[h]) {
+      rescale_head(s.max[h], chunk_max, s.sum[h], acc + h * dim, dim, &s.min_sum[h * mstride],
+                   groups);
+      s.max[h] = chunk_max;
+    }
     max[h] = s.max[h];
     sum[h] = _mm512_load_ps(s.sum[h]);
   }
-  for (std::size_t t0 = c0; t0 < c1; t0 += kTileCols) {
-    const std::size_t n = std::min(kTileCols, c1 - t0);
+
+  for (std::size_t t = 0; t < tiles; ++t) {
+    const std::size_t t0 = c0 + t * kTileCols, n = std::min(kTileCols, c1 - t0);
     const __mmask16 valid = tail_mask(n);
     load_value_meta(v.value_meta + t0 * groups, groups, n, s.vscale.data(), s.vmin.data());
     __m512 p[8];
     LOGQUANT_UNROLL
     for (int h = 0; h < NH; ++h) {
-      const __m512 sc =
-          _mm512_mask_loadu_ps(neg_inf, valid, &s.scores[h * kScoreStride + kScorePad + t0 - c0]);
-      if (_mm512_mask_cmp_ps_mask(valid, sc, _mm512_set1_ps(max[h]), _CMP_GT_OQ) != 0) {
-        const float tile_max = reduce_max(sc);
-        _mm512_store_ps(s.sum[h], sum[h]);
-        rescale_head(max[h], tile_max, s.sum[h], acc + h * dim, dim, &s.min_sum[h * wstride],
-                     groups);
-        sum[h] = _mm512_load_ps(s.sum[h]);
-        max[h] = tile_max;
-      }
+      const __m512 sc = _mm512_maskz_loadu_ps(valid, scores + h * kScoreStride + t * kTileCols);
       p[h] = _mm512_maskz_mov_ps(valid, exp_ps(_mm512_sub_ps(sc, _mm512_set1_ps(max[h]))));
       sum[h] = _mm512_add_ps(sum[h], p[h]);
     }
-    LOGQUANT_UNROLL
-    for (int h = NH; h < 8; ++h) p[h] = _mm512_setzero_ps();
     for (std::size_t g = 0; g < groups; ++g) {
       const __m512 scale = _mm512_loadu_ps(&s.vscale[g * 16]),
                    min = _mm512_loadu_ps(&s.vmin[g * 16]);
@@ -452,31 +442,34 @@ LOGQUANT_TARGET_AVX512 void value_chunk(const kernels::QuantizedHeadView& v, std
       for (int h = 0; h < 8; ++h) w[h] = h < NH ? _mm512_mul_ps(p[h], scale) : _mm512_setzero_ps();
       LOGQUANT_UNROLL
       for (int h = 0; h < NH; ++h) {
-        float* ms = &s.min_sum[h * wstride + g * 16];
+        float* ms = &s.min_sum[h * mstride + g * 16];
         _mm512_storeu_ps(ms, _mm512_fmadd_ps(p[h], min, _mm512_loadu_ps(ms)));
       }
-      const __m512 wmax = transpose_reduce8<MaxOp>(w);
-      const __m512 inv = operand_inverse8(kLimit, wmax);
+      const __m512 wmax = NH <= 4 ? transpose_reduce4<MaxOp>(w) : transpose_reduce8<MaxOp>(w);
+      alignas(64) float inv[16];  // lane h: limit / max w of head h, broadcast from memory below
+      _mm512_store_ps(inv, operand_inverse8(kLimit, wmax));
       // wscale = max w / limit as a product with 1 / limit: within an ulp of the scalar's quotient
       // (a float result; the division is kept where it decides integer weights, above).
-      _mm512_storeu_ps(&s.wscale[g * 16], _mm512_mul_ps(wmax, _mm512_set1_ps(1.0f / kLimit)));
+      _mm512_storeu_ps(&s.wscale[t * sstride + g * 16],
+                       _mm512_mul_ps(wmax, _mm512_set1_ps(1.0f / kLimit)));
+      std::int8_t* wh = whi + t * wstride + g * NH * kTileCols;
+      std::int8_t* wl = wlo + t * wstride + g * NH * kTileCols;
       LOGQUANT_UNROLL
-      for (int h = 0; h < NH; ++h) {  // w <= max w, so w * (limit / max w) rounds to at most limit
-        const __m512i r = _mm512_cvtps_epi32(_mm512_mul_ps(w[h], lane(inv, h)));
-        store_digits<kDigits>(reinterpret_cast<std::int8_t*>(&s.w_hi[h * wstride + g * 16]),
-                              reinterpret_cast<std::int8_t*>(&s.w_lo[h * wstride + g * 16]), r);
-      }
+      for (int h = 0; h < NH; ++h)  // w <= max w, so w * (limit / max w) rounds to at most limit
+        store_digits<kDigits>(wh + h * kTileCols, wl + h * kTileCols,
+                              _mm512_cvtps_epi32(_mm512_mul_ps(w[h], _mm512_set1_ps(inv[h]))));
     }
-    // acc[h][c] += wscale[g][h] * Σ_j W[h][g][j] code[j][c], 16 channels per step.
-    const std::uint8_t* codes = v.value_codes + (t0 / kTileCols) * col_tiles * kTileBytes;
-    for (std::size_t g = 0; g < groups; ++g)
-      value_group_sums<Bits, NH>(codes, v.value_group, g, dim, whi, wlo, wstride, &s.wscale[g * 16],
-                                 acc);
   }
   LOGQUANT_UNROLL
-  for (int h = 0; h < NH; ++h) {
-    s.max[h] = max[h];
-    _mm512_store_ps(s.sum[h], sum[h]);
+  for (int h = 0; h < NH; ++h) _mm512_store_ps(s.sum[h], sum[h]);
+
+  // acc[h][c] += Σ_t wscale[t][g][h] * Σ_j W[t][h][g][j] code[t][j][c], 16 channels at a time.
+  const std::uint8_t* codes = v.value_codes + (c0 / kTileCols) * col_tiles * kTileBytes;
+  for (std::size_t ct = 0; ct < col_tiles; ++ct) {
+    const std::size_t c = ct * kTileRows, g = c / v.value_group;
+    value_tile_sums<Bits, NH>(codes + ct * kTileBytes, col_tiles * kTileBytes, tiles,
+                              whi + g * NH * kTileCols, wlo + g * NH * kTileCols, wstride,
+                              &s.wscale[g * 16], sstride, acc + c, dim, tail_mask(dim - c));
   }
 }
 
@@ -516,10 +509,9 @@ LOGQUANT_TARGET_AVX512 inline void attend_quantized_block(const kernels::Quantiz
   s.min_sum.assign(heads * groups * 16, 0.0f);
   s.vscale.resize(groups * 16);
   s.vmin.resize(groups * 16);
-  s.w_hi.resize(heads * groups * 16);
-  s.w_lo.resize(heads * groups * 16);
-  s.wscale.resize(groups * 16);
-  s.key_tail.resize(tiles_for(dim) * tile_bytes(v.key_bits));
+  s.w_hi.resize(kChunk / kTileCols * groups * heads * kTileCols);
+  s.w_lo.resize(kChunk / kTileCols * groups * heads * kTileCols);
+  s.wscale.resize(kChunk / kTileCols * groups * 16);
   for (std::size_t h = 0; h < heads; ++h) {
     s.max[h] = st.max[h];
     _mm512_store_ps(s.sum[h], _mm512_maskz_mov_ps(1, _mm512_set1_ps(st.sum[h])));

@@ -132,6 +132,19 @@ LOGQUANT_AVX512_INLINE __m512 transpose_reduce8(const __m512* v) {
       _mm512_setr_epi32(0, 1, 2, 3, 8, 9, 10, 11, 0, 1, 2, 3, 8, 9, 10, 11), d);
 }
 
+/// Lane i of the result (i < 4) is Op over the 16 lanes of v[i] (each 128-bit lane holds the
+/// same four results): transpose_reduce8 for at most four inputs, 13 instructions instead of 24.
+template <class Op>
+LOGQUANT_AVX512_INLINE __m512 transpose_reduce4(const __m512* v) {
+  const __m512 a0 = Op::apply(_mm512_unpacklo_ps(v[0], v[1]), _mm512_unpackhi_ps(v[0], v[1]));
+  const __m512 a1 = Op::apply(_mm512_unpacklo_ps(v[2], v[3]), _mm512_unpackhi_ps(v[2], v[3]));
+  const __m512d x = _mm512_castps_pd(a0), y = _mm512_castps_pd(a1);
+  const __m512 b = Op::apply(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)),  // 128-bit lane: v0-3
+                             _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
+  const __m512 c = Op::apply(b, _mm512_shuffle_f32x4(b, b, _MM_SHUFFLE(2, 3, 0, 1)));
+  return Op::apply(c, _mm512_shuffle_f32x4(c, c, _MM_SHUFFLE(1, 0, 3, 2)));
+}
+
 /// Lane i of v, broadcast.
 LOGQUANT_AVX512_INLINE __m512 lane(__m512 v, int i) {
   return _mm512_permutexvar_ps(_mm512_set1_epi32(i), v);

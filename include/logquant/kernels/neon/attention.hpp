@@ -312,7 +312,7 @@ inline void attend_quantized(const kernels::QuantizedHeadView& v, const float* q
       for (std::size_t r = t - first; r < run_end - first;) {
         const std::size_t tile_row = r / kTileRows;
         const std::size_t r_end = std::min(run_end - first, (tile_row + 1) * kTileRows);
-        const std::uint8_t* codes = kernels::key_tile_row(v, group, tile_row, s.key_tail.data());
+        const std::uint8_t* codes = kernels::full_key_tile_row(v, group, tile_row, s.key_tail.data());
         kernels::with_bits(v.key_bits, [&](auto b) {
           key_scores<Dot, decltype(b)::value>(codes, col_tiles, padded, r % kTileRows,
                                               r_end - tile_row * kTileRows, first + r - tile0,
