@@ -335,50 +335,66 @@ LOGQUANT_TARGET_AVX512 inline void rescale_head(float old_max, float max, float*
     _mm512_storeu_ps(min_sum + g * 16, _mm512_mul_ps(_mm512_loadu_ps(min_sum + g * 16), c));
 }
 
-/// acc[h][c..c+16) += Σ over the chunk's tiles of wscale[t][h] * Σ_j W[t][h][j] code[t][j][c..],
-/// for one channel tile: the float accumulators of all NH heads stay in registers across the
-/// chunk, so acc is loaded and stored once per chunk instead of once per tile. The weight digits
-/// are broadcast straight from the scratch (memory operands), as each is used once per tile.
-template <unsigned Bits, int NH>
+/// acc[h][c, c + 16 CT) += Σ over the chunk's tiles t of wscale[t][h] Σ_j W[t][h][j] code[t][j],
+/// for CT consecutive channel tiles of one value group: the float accumulators of all NH heads
+/// stay in registers across the chunk, so acc is loaded and stored once per chunk instead of once
+/// per tile, and each tile's CT code tiles are adjacent bytes (CT = 4: one value group of 64
+/// channels, 256 bytes in address order, which the hardware prefetchers follow). The weight digits
+/// are broadcast straight from the scratch (memory operands).
+template <unsigned Bits, int NH, int CT>
 LOGQUANT_AVX512_INLINE void value_tile_sums(const std::uint8_t* codes, std::size_t tile_stride,
                                             std::size_t tiles, const std::int8_t* whi,
                                             const std::int8_t* wlo, std::size_t wstride,
                                             const float* wscale, std::size_t sstride, float* acc,
-                                            std::size_t dim, __mmask16 m) {
+                                            std::size_t dim, std::size_t c) {
   constexpr unsigned kDigits = kernels::operand_digits(Bits);
   constexpr unsigned kPlanes = 8 / Bits;
-  __m512 a[NH];
+  constexpr std::size_t kTileBytes = tile_bytes(Bits);
+  __mmask16 m[CT];
+  __m512 a[CT][NH];
   LOGQUANT_UNROLL
-  for (int h = 0; h < NH; ++h) a[h] = _mm512_maskz_loadu_ps(m, acc + h * dim);
-  for (std::size_t t = 0; t < tiles; ++t) {
-    const std::uint8_t* tile = codes + t * tile_stride;
-    const std::int8_t* wh = whi + t * wstride;
-    const std::int8_t* wl = wlo + t * wstride;
-    __m512i d_hi[NH], d_lo[NH];
-    LOGQUANT_UNROLL
-    for (int h = 0; h < NH; ++h) d_hi[h] = d_lo[h] = _mm512_setzero_si512();
-    LOGQUANT_UNROLL
-    for (unsigned vv = 0; vv < Bits / 2; ++vv) {
-      const __m512i x = _mm512_loadu_si512(tile + vv * kTileVectorBytes);
-      LOGQUANT_UNROLL
-      for (unsigned k = 0; k < kPlanes; ++k) {
-        const __m512i u = code_plane_k<Bits>(x, k);
-        const std::size_t o = (vv * kPlanes + k) * 4;
-        LOGQUANT_UNROLL
-        for (int h = 0; h < NH; ++h) {
-          d_hi[h] = _mm512_dpbusd_epi32(d_hi[h], u, broadcast4(wh + h * kTileCols + o));
-          if constexpr (kDigits == 2)
-            d_lo[h] = _mm512_dpbusd_epi32(d_lo[h], u, broadcast4(wl + h * kTileCols + o));
-        }
-      }
-    }
-    const float* sc = wscale + t * sstride;
+  for (int k = 0; k < CT; ++k) {
+    m[k] = tail_mask(dim - c - k * kTileRows);
     LOGQUANT_UNROLL
     for (int h = 0; h < NH; ++h)
-      a[h] = _mm512_fmadd_ps(combine<kDigits>(d_hi[h], d_lo[h]), _mm512_set1_ps(sc[h]), a[h]);
+      a[k][h] = _mm512_maskz_loadu_ps(m[k], acc + h * dim + c + k * kTileRows);
+  }
+  for (std::size_t t = 0; t < tiles; ++t) {
+    const std::int8_t* wh = whi + t * wstride;
+    const std::int8_t* wl = wlo + t * wstride;
+    const float* sc = wscale + t * sstride;
+    LOGQUANT_UNROLL
+    for (int ct = 0; ct < CT; ++ct) {
+      const std::uint8_t* tile = codes + t * tile_stride + ct * kTileBytes;
+      __m512i d_hi[NH], d_lo[NH];
+      LOGQUANT_UNROLL
+      for (int h = 0; h < NH; ++h) d_hi[h] = d_lo[h] = _mm512_setzero_si512();
+      LOGQUANT_UNROLL
+      for (unsigned vv = 0; vv < Bits / 2; ++vv) {
+        const __m512i x = _mm512_loadu_si512(tile + vv * kTileVectorBytes);
+        LOGQUANT_UNROLL
+        for (unsigned k = 0; k < kPlanes; ++k) {
+          const __m512i u = code_plane_k<Bits>(x, k);
+          const std::size_t o = (vv * kPlanes + k) * 4;
+          LOGQUANT_UNROLL
+          for (int h = 0; h < NH; ++h) {
+            d_hi[h] = _mm512_dpbusd_epi32(d_hi[h], u, broadcast4(wh + h * kTileCols + o));
+            if constexpr (kDigits == 2)
+              d_lo[h] = _mm512_dpbusd_epi32(d_lo[h], u, broadcast4(wl + h * kTileCols + o));
+          }
+        }
+      }
+      LOGQUANT_UNROLL
+      for (int h = 0; h < NH; ++h)
+        a[ct][h] = _mm512_fmadd_ps(combine<kDigits>(d_hi[h], d_lo[h]), _mm512_set1_ps(sc[h]),
+                                   a[ct][h]);
+    }
   }
   LOGQUANT_UNROLL
-  for (int h = 0; h < NH; ++h) _mm512_mask_storeu_ps(acc + h * dim, m, a[h]);
+  for (int k = 0; k < CT; ++k)
+    LOGQUANT_UNROLL
+    for (int h = 0; h < NH; ++h)
+      _mm512_mask_storeu_ps(acc + h * dim + c + k * kTileRows, m[k], a[k][h]);
 }
 
 /// The value pass over tokens [c0, c1) of a chunk for NH heads. First the chunk's softmax maximum
@@ -404,6 +420,12 @@ LOGQUANT_TARGET_AVX512 void value_chunk(const kernels::QuantizedHeadView& v, std
   auto* wlo = reinterpret_cast<std::int8_t*>(s.w_lo.data());
   const __m512 neg_inf = _mm512_set1_ps(-HUGE_VALF);
   const float* scores = s.scores.data() + kScorePad;
+  // The sums below read the chunk's value codes one value group at a time (256 of every 512
+  // bytes per tile at head_dim 128); ask for all of them now, in address order, so they arrive
+  // while the weights are computed (16K cold: ~7% faster, measured against no prefetch).
+  const std::uint8_t* chunk_codes = v.value_codes + (c0 / kTileCols) * col_tiles * kTileBytes;
+  for (std::size_t b = 0; b < tiles * col_tiles * kTileBytes; b += 64)
+    _mm_prefetch(reinterpret_cast<const char*>(chunk_codes + b), _MM_HINT_T0);
 
   float max[NH];
   __m512 sum[NH];
@@ -463,13 +485,24 @@ LOGQUANT_TARGET_AVX512 void value_chunk(const kernels::QuantizedHeadView& v, std
   LOGQUANT_UNROLL
   for (int h = 0; h < NH; ++h) _mm512_store_ps(s.sum[h], sum[h]);
 
-  // acc[h][c] += Σ_t wscale[t][g][h] * Σ_j W[t][h][g][j] code[t][j][c], 16 channels at a time.
-  const std::uint8_t* codes = v.value_codes + (c0 / kTileCols) * col_tiles * kTileBytes;
-  for (std::size_t ct = 0; ct < col_tiles; ++ct) {
+  // acc[h][c] += Σ_t wscale[t][g][h] * Σ_j W[t][h][g][j] code[t][j][c], kCT channel tiles of
+  // one value group at a time (as many as registers allow: kCT * NH * (1 + digits) <= 24).
+  constexpr int kCT = NH * (1 + kDigits) <= 6 ? 4 : NH * (1 + kDigits) <= 12 ? 2 : 1;
+  for (std::size_t ct = 0; ct < col_tiles;) {
     const std::size_t c = ct * kTileRows, g = c / v.value_group;
-    value_tile_sums<Bits, NH>(codes + ct * kTileBytes, col_tiles * kTileBytes, tiles,
-                              whi + g * NH * kTileCols, wlo + g * NH * kTileCols, wstride,
-                              &s.wscale[g * 16], sstride, acc + c, dim, tail_mask(dim - c));
+    const std::size_t group_end = std::min(col_tiles, tiles_for((g + 1) * v.value_group));
+    const std::uint8_t* codes = chunk_codes + ct * kTileBytes;
+    const std::int8_t* wh = whi + g * NH * kTileCols;
+    const std::int8_t* wl = wlo + g * NH * kTileCols;
+    if (ct + kCT <= group_end) {
+      value_tile_sums<Bits, NH, kCT>(codes, col_tiles * kTileBytes, tiles, wh, wl, wstride,
+                                     &s.wscale[g * 16], sstride, acc, dim, c);
+      ct += kCT;
+    } else {
+      value_tile_sums<Bits, NH, 1>(codes, col_tiles * kTileBytes, tiles, wh, wl, wstride,
+                                   &s.wscale[g * 16], sstride, acc, dim, c);
+      ct += 1;
+    }
   }
 }
 
