@@ -1,6 +1,6 @@
 set terminal pngcairo size 1400,560 font 'sans,11'
 set output 'docs/bench/decode_attention.png'
-set multiplot layout 1,2 title 'Decode attention, one query token, one thread, cold cache (avx512; Intel(R) Xeon(R) Processor @ 2.80GHz)'
+set multiplot layout 1,2 title 'Decode attention, one query token, one thread, cold cache (avx512; AMD EPYC)'
 set logscale x 2
 set xrange [800:84000]
 set xtics ('1K' 1024, '4K' 4096, '16K' 16384, '64K' 65536)
