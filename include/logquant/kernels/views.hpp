@@ -40,7 +40,9 @@ struct QuantizedHeadView {
   unsigned value_bits = 2;
 
   /// Bytes of one token row of key codes.
-  std::size_t key_row_bytes() const { return KeyGroupTiles::row_bytes(key_bits, tiles_for(head_dim)); }
+  std::size_t key_row_bytes() const {
+    return KeyGroupTiles::row_bytes(key_bits, tiles_for(head_dim));
+  }
   /// Key group g's codes and layout.
   const std::uint8_t* key_group_codes(std::size_t g) const {
     return key_codes + group_first[g] * key_row_bytes();
