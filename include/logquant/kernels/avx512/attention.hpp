@@ -271,6 +271,13 @@ LOGQUANT_TARGET_AVX512 void key_group_scores(const kernels::QuantizedHeadView& v
     const std::size_t n = std::min<std::size_t>(kRows, tr1 - tr);
     kernels::KeyTileRow rows[kRows];
     for (std::size_t i = 0; i < n; ++i) rows[i] = kernels::key_tile_row(v, g, tr + i);
+    // The key codes 4 KB ahead of these rows (key groups lie back to back): the hardware
+    // prefetchers stop at page boundaries, every 128 tokens here. 16K cold: ~12% faster.
+    const std::size_t from = static_cast<std::size_t>(rows[0].codes - v.key_codes) + 4096;
+    const std::size_t to = std::min(from + n * kTileRows * v.key_row_bytes(),
+                                    v.tokens * v.key_row_bytes());
+    for (std::size_t b = from; b < to; b += 64)
+      _mm_prefetch(reinterpret_cast<const char*>(v.key_codes + b), _MM_HINT_T0);
     float* out_rows = o + tr * kTileRows;
     if (n == kRows) {
       key_rows<Bits, NH, kRows>(rows, col_tiles, s, padded, out_rows);
