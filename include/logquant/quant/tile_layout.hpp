@@ -55,8 +55,8 @@ inline constexpr CodeSlot tile_slot(unsigned bits, std::size_t row, std::size_t 
 
 /// Writes one code into a tile whose bytes start zeroed (codes are OR-ed in, never re-written).
 inline void tile_put(std::uint8_t* tile, unsigned bits, std::size_t row, std::size_t col,
-                     std::uint8_t code, std::size_t rows = kTileRows) {
-  const CodeSlot s = tile_slot(bits, row, col, rows);
+                     std::uint8_t code) {
+  const CodeSlot s = tile_slot(bits, row, col);
   tile[s.byte] = static_cast<std::uint8_t>(tile[s.byte] | (code << s.shift));
 }
 
