@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include <logquant/buffer.hpp>
 #include <logquant/fp16.hpp>
 #include <logquant/kernels/x86_cpu.hpp>
 
@@ -57,17 +58,6 @@ struct Fp16 {
 };
 
 namespace detail {
-struct FreeDeleter {
-  void operator()(void* p) const { std::free(p); }
-};
-template <class T>
-std::unique_ptr<T[], FreeDeleter> aligned_array(std::size_t n) {
-  const std::size_t bytes = (n * sizeof(T) + 63) / 64 * 64;
-  void* p = std::aligned_alloc(64, bytes == 0 ? 64 : bytes);
-  if (p == nullptr) throw std::bad_alloc();
-  return std::unique_ptr<T[], FreeDeleter>(static_cast<T*>(p));
-}
-
 #if LOGQUANT_BENCH_X86
 LOGQUANT_X86_KERNELS_BEGIN
 LOGQUANT_BENCH_AVX512_TARGET inline void to_half_avx512(const float* x, std::uint16_t* h,
@@ -101,8 +91,10 @@ class DenseCache {
       : kv_heads_(kv_heads), head_dim_(head_dim), capacity_(capacity) {
     if (head_dim % 16 != 0) throw std::invalid_argument("DenseCache: head_dim must be a multiple of 16");
     for (std::size_t h = 0; h < kv_heads; ++h) {
-      keys_.push_back(detail::aligned_array<T>(capacity * head_dim));
-      values_.push_back(detail::aligned_array<T>(capacity * head_dim));
+      // The library's Buffer, as KVCache's codes get: the same 2 MiB pages for both sides of
+      // every comparison (at 16K, one head's fp16 keys are 4 MiB).
+      keys_.emplace_back(capacity * head_dim * sizeof(T));
+      values_.emplace_back(capacity * head_dim * sizeof(T));
     }
   }
 
@@ -112,8 +104,8 @@ class DenseCache {
     for (std::size_t t = 0; t < n; ++t)
       for (std::size_t h = 0; h < kv_heads_; ++h) {
         const std::size_t src = (t * kv_heads_ + h) * head_dim_, dst = (size_ + t) * head_dim_;
-        detail::store_row(keys + src, &keys_[h][dst], head_dim_);
-        detail::store_row(values + src, &values_[h][dst], head_dim_);
+        detail::store_row(keys + src, row(keys_[h]) + dst, head_dim_);
+        detail::store_row(values + src, row(values_[h]) + dst, head_dim_);
       }
     size_ += n;
   }
@@ -123,12 +115,14 @@ class DenseCache {
   std::size_t head_dim() const { return head_dim_; }
   /// Bytes attention reads: all keys and values.
   std::size_t bytes() const { return 2 * kv_heads_ * size_ * head_dim_ * sizeof(T); }
-  const T* keys(std::size_t h) const { return keys_[h].get(); }
-  const T* values(std::size_t h) const { return values_[h].get(); }
+  const T* keys(std::size_t h) const { return reinterpret_cast<const T*>(keys_[h].data()); }
+  const T* values(std::size_t h) const { return reinterpret_cast<const T*>(values_[h].data()); }
 
  private:
+  static T* row(logquant::Buffer& b) { return reinterpret_cast<T*>(b.data()); }
+
   std::size_t kv_heads_, head_dim_, capacity_, size_ = 0;
-  std::vector<std::unique_ptr<T[], detail::FreeDeleter>> keys_, values_;
+  std::vector<logquant::Buffer> keys_, values_;
 };
 
 namespace detail {

@@ -9,6 +9,8 @@
 //                    in tile rows of 16 tokens, the group's last row cut to its tokens
 //                    (KeyGroupTiles: no padding rows). Values: per token, one fp16 (scale, min)
 //                    per value_group channels, codes in tiles of 16 channels x 16 tokens.
+//                    The quantized blocks of all heads share one allocation (QuantizedBlock,
+//                    on 2 MiB pages where the OS offers them: buffer.hpp).
 //   full precision   fp32 keys and values of the selector's FP tokens, ascending by position. For
 //                    LogSelector, after a compression its first W slots are the log-sparse block
 //                    and the rest the dense window.
@@ -32,6 +34,7 @@
 #include "error.hpp"
 #include "kernels/dispatch.hpp"
 #include "quant/group_quantizer.hpp"
+#include "quant/quantized_block.hpp"
 #include "quant/tile_layout.hpp"
 #include "rotation.hpp"
 #include "selector/selector.hpp"
@@ -283,12 +286,13 @@ class KVCache {
 
   MemoryReport memory() const {
     MemoryReport r;
-    for (const Head& h : heads_) {
-      r.code_bytes += h.key_codes.size() + h.value_codes.size();
-      r.metadata_bytes += (h.key_meta.size() + h.value_meta.size()) * sizeof(GroupParams);
-      r.index_bytes += (h.group_first.size() - 1) * sizeof(std::uint32_t);
+    const std::size_t heads = cfg_.kv_heads;
+    r.code_bytes = heads * (quantized_.key_code_bytes() + quantized_.value_code_bytes());
+    r.metadata_bytes =
+        heads * (quantized_.key_meta_count() + quantized_.value_meta_count()) * sizeof(GroupParams);
+    r.index_bytes = heads * quantized_.groups() * sizeof(std::uint32_t);
+    for (const Head& h : heads_)
       r.full_precision_bytes += (h.fp_keys.size() + h.fp_values.size()) * sizeof(float);
-    }
     r.index_bytes += (fp_positions_.size() + quantized_positions_.size()) * sizeof(std::uint64_t);
     r.tokens = size_;
     r.quantized_tokens = quantized_size();
@@ -315,10 +319,10 @@ class KVCache {
       for (std::size_t g = 0; g < view.groups; ++g) {
         const KeyGroupTiles key_m = view.key_group_tiles(g);
         const std::uint8_t* base = view.key_group_codes(g);
-        for (std::size_t t = h.group_first[g]; t < h.group_first[g + 1]; ++t)
+        for (std::size_t t = view.group_first[g]; t < view.group_first[g + 1]; ++t)
           for (std::size_t d = 0; d < dim; ++d) {
-            const GroupParams p = h.key_meta[g * dim + d];
-            const std::uint8_t code = key_m.get(base, t - h.group_first[g], d);
+            const GroupParams p = view.key_meta[g * dim + d];
+            const std::uint8_t code = key_m.get(base, t - view.group_first[g], d);
             keys[quantized_positions_[t] * row + kv * dim + d] =
                 p.min_f() + static_cast<float>(code) * p.scale_f();
           }
@@ -326,8 +330,8 @@ class KVCache {
       const std::size_t value_tile = tile_bytes(cfg_.value_bits);
       for (std::size_t t = 0; t < quantized_size(); ++t)
         for (std::size_t d = 0; d < dim; ++d) {
-          const GroupParams p = h.value_meta[t * groups + d / cfg_.value_group];
-          const std::uint8_t* tile = h.value_codes.data() +
+          const GroupParams p = view.value_meta[t * groups + d / cfg_.value_group];
+          const std::uint8_t* tile = view.value_codes +
                                      ((t / kTileCols) * tiles_for(dim) + d / kTileRows) * value_tile;
           const std::uint8_t code = tile_get(tile, cfg_.value_bits, d % kTileRows, t % kTileCols);
           values[quantized_positions_[t] * row + kv * dim + d] =
@@ -347,14 +351,17 @@ class KVCache {
   Isa isa() const { return kernels_->isa; }
   /// A view of one KV head's quantized block, as kernels see it.
   kernels::QuantizedHeadView quantized_view(std::size_t kv_head) const {
-    const Head& h = heads_.at(kv_head);
+    detail::require(kv_head < cfg_.kv_heads, [&] {
+      return "KVCache::quantized_view: kv_head = " + std::to_string(kv_head) +
+             " (expected < kv_heads = " + std::to_string(cfg_.kv_heads) + ")";
+    });
     kernels::QuantizedHeadView v;
-    v.key_codes = h.key_codes.data();
-    v.key_meta = h.key_meta.data();
-    v.group_first = h.group_first.data();
-    v.groups = h.group_first.size() - 1;
-    v.value_codes = h.value_codes.data();
-    v.value_meta = h.value_meta.data();
+    v.key_codes = quantized_.key_codes(kv_head);
+    v.key_meta = quantized_.key_meta(kv_head);
+    v.group_first = quantized_.group_first().data();
+    v.groups = quantized_.groups();
+    v.value_codes = quantized_.value_codes(kv_head);
+    v.value_meta = quantized_.value_meta(kv_head);
     v.tokens = quantized_size();
     v.head_dim = cfg_.head_dim;
     v.value_group = cfg_.value_group;
@@ -372,18 +379,12 @@ class KVCache {
         selector_(std::move(selector)),
         kernels_(&kernels),
         heads_(cfg_.kv_heads),
+        quantized_(cfg_.kv_heads, cfg_.head_dim, cfg_.key_bits, cfg_.value_bits, cfg_.value_group),
         rotation_(cfg_.rotate ? HadamardRotation(cfg_.head_dim, cfg_.rotation_seed)
-                              : HadamardRotation()) {
-    for (Head& h : heads_) h.group_first.push_back(0);
-  }
+                              : HadamardRotation()) {}
 
   struct Head {
-    std::vector<std::uint8_t> key_codes;
-    std::vector<GroupParams> key_meta;         // [groups][head_dim]
-    std::vector<std::uint32_t> group_first;    // [groups + 1]
-    std::vector<std::uint8_t> value_codes;     // token-tile rows
-    std::vector<GroupParams> value_meta;       // [tokens][head_dim / value_group]
-    std::vector<float> fp_keys, fp_values;     // [fp tokens][head_dim]
+    std::vector<float> fp_keys, fp_values;  // [fp tokens][head_dim]
   };
 
   std::size_t token_floats() const { return cfg_.kv_heads * cfg_.head_dim; }
@@ -445,6 +446,9 @@ class KVCache {
     const std::size_t col_tiles = tiles_for(dim);
     const std::size_t value_groups = dim / cfg_.value_group;
     const std::size_t value_row_bytes = col_tiles * tile_bytes(cfg_.value_bits);
+    const std::size_t key_row_bytes = KeyGroupTiles::row_bytes(cfg_.key_bits, col_tiles);
+    const std::size_t group = quantized_.groups();
+    quantized_.append_group(count);  // zero-filled room in every head, before anything is moved
     gather_.resize(count * dim);
     for (std::size_t kv = 0; kv < cfg_.kv_heads; ++kv) {
       Head& h = heads_[kv];
@@ -453,22 +457,18 @@ class KVCache {
       for (std::size_t i = 0; i < count; ++i)
         std::copy_n(&h.fp_keys[slots_[i] * dim], dim, &gather_[i * dim]);
       key_tiles_.assign(TileMatrix{cfg_.key_bits, col_tiles}.bytes_for_rows(count), 0);
-      h.key_meta.resize(h.key_meta.size() + dim);
       kernels_->quantize_key_group(gather_.data(), count, dim, dim, cfg_.key_bits,
-                                   &h.key_meta[h.key_meta.size() - dim], key_tiles_.data());
-      const std::size_t key_end = h.key_codes.size();
-      h.key_codes.resize(key_end + KeyGroupTiles{cfg_.key_bits, col_tiles, count}.bytes());
-      compact_key_group(key_tiles_.data(), count, col_tiles, cfg_.key_bits, &h.key_codes[key_end]);
-      h.group_first.push_back(static_cast<std::uint32_t>(first + count));
+                                   quantized_.key_meta(kv) + group * dim, key_tiles_.data());
+      compact_key_group(key_tiles_.data(), count, col_tiles, cfg_.key_bits,
+                        quantized_.key_codes(kv) + first * key_row_bytes);
 
       // Values: per token, into the next columns of the token tiles.
-      h.value_codes.resize(tiles_for(first + count) * value_row_bytes);
-      h.value_meta.resize((first + count) * value_groups);
       for (std::size_t i = 0; i < count; ++i) {
         const std::size_t dense = first + i;
-        kernels_->quantize_value_token(&h.fp_values[slots_[i] * dim], dim, cfg_.value_group,
-                                       cfg_.value_bits, dense, &h.value_meta[dense * value_groups],
-                                       h.value_codes.data() + (dense / kTileCols) * value_row_bytes);
+        kernels_->quantize_value_token(
+            &h.fp_values[slots_[i] * dim], dim, cfg_.value_group, cfg_.value_bits, dense,
+            quantized_.value_meta(kv) + dense * value_groups,
+            quantized_.value_codes(kv) + (dense / kTileCols) * value_row_bytes);
       }
       erase_slots(h.fp_keys, dim);
       erase_slots(h.fp_values, dim);
@@ -497,7 +497,8 @@ class KVCache {
   CacheConfig cfg_;
   Selector selector_;
   const kernels::KernelTable* kernels_;
-  std::vector<Head> heads_;
+  std::vector<Head> heads_;   // full-precision blocks
+  QuantizedBlock quantized_;  // quantized blocks of all heads, one allocation
   std::size_t size_ = 0;
   std::vector<std::size_t> fp_positions_;         // ascending, matches the selector
   std::vector<std::size_t> quantized_positions_;  // demotion order

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "attention_state.hpp"
+#include "buffer.hpp"
 #include "config.hpp"
 #include "error.hpp"
 #include "fp16.hpp"
@@ -9,6 +10,7 @@
 #include "kv_cache.hpp"
 #include "presets.hpp"
 #include "quant/group_quantizer.hpp"
+#include "quant/quantized_block.hpp"
 #include "quant/tile_layout.hpp"
 #include "rotation.hpp"
 #include "selector/full_selector.hpp"

@@ -162,9 +162,13 @@ class FormatWriter {
   // a time (one checksum and buffer call per chunk, not per element).
   template <class T, class Encode>
   void array(const std::vector<T>& v, std::size_t size, Encode encode) {
+    array(v.data(), v.size(), size, encode);
+  }
+  template <class T, class Encode>
+  void array(const T* v, std::size_t count, std::size_t size, Encode encode) {
     std::uint8_t chunk[4096];
-    for (std::size_t i = 0; i < v.size();) {
-      const std::size_t n = std::min(v.size() - i, sizeof chunk / size);
+    for (std::size_t i = 0; i < count;) {
+      const std::size_t n = std::min(count - i, sizeof chunk / size);
       for (std::size_t j = 0; j < n; ++j) encode(v[i + j], chunk + j * size);
       bytes(chunk, n * size);
       i += n;
@@ -335,6 +339,14 @@ inline std::uint32_t decode_u32(const std::uint8_t* p) {
   return static_cast<std::uint32_t>(load_le(p, 4));
 }
 
+// One head's arrays as read from a HEAD section, before they move into the cache.
+struct LoadedHead {
+  std::vector<std::uint8_t> key_codes, value_codes;
+  std::vector<GroupParams> key_meta, value_meta;
+  std::vector<std::uint32_t> group_first;
+  std::vector<float> fp_keys, fp_values;
+};
+
 // The sizes of one head's arrays, all implied by the configuration and the token counts.
 struct HeadSizes {
   std::size_t key_code_bytes, key_meta, value_code_bytes, value_meta, fp_floats;
@@ -405,7 +417,7 @@ struct CacheSerializer {
     const CacheConfig& cfg = c.cfg_;
     const std::vector<std::uint64_t> state = c.selector_.save_state();
     const std::size_t nq = c.quantized_positions_.size();
-    const std::size_t groups = c.heads_.front().group_first.size() - 1;
+    const std::size_t groups = c.quantized_.groups();
 
     FormatWriter w(out);
     w.header();
@@ -439,7 +451,7 @@ struct CacheSerializer {
     w.array(state, 8, [](std::uint64_t x, std::uint8_t* out) { store_le(out, x, 8); });
     w.end_section();
 
-    const std::vector<std::uint32_t>& first = c.heads_.front().group_first;
+    const std::vector<std::uint32_t>& first = c.quantized_.group_first();
     std::vector<std::uint32_t> group_sizes(groups);
     for (std::size_t g = 0; g < groups; ++g) group_sizes[g] = first[g + 1] - first[g];
     w.begin_section("TOKS", 4 * (static_cast<std::uint64_t>(c.size_) + groups));
@@ -450,16 +462,17 @@ struct CacheSerializer {
 
     for (std::size_t kv = 0; kv < cfg.kv_heads; ++kv) {
       const auto& h = c.heads_[kv];
-      w.begin_section("HEAD", 4 + h.key_codes.size() + 4 * h.key_meta.size() +
-                                  h.value_codes.size() + 4 * h.value_meta.size() +
+      const QuantizedBlock& b = c.quantized_;
+      w.begin_section("HEAD", 4 + b.key_code_bytes() + 4 * b.key_meta_count() +
+                                  b.value_code_bytes() + 4 * b.value_meta_count() +
                                   4 * (h.fp_keys.size() + h.fp_values.size()));
       w.u32(kv);
-      w.bytes(h.key_codes.data(), h.key_codes.size());
-      w.array(h.key_meta, 4, params);
-      w.bytes(h.value_codes.data(), h.value_codes.size());
-      w.array(h.value_meta, 4, params);
-      w.array(h.fp_keys, 4, f32);
-      w.array(h.fp_values, 4, f32);
+      w.bytes(b.key_codes(kv), b.key_code_bytes());
+      w.array(b.key_meta(kv), b.key_meta_count(), 4, params);
+      w.bytes(b.value_codes(kv), b.value_code_bytes());
+      w.array(b.value_meta(kv), b.value_meta_count(), 4, params);
+      w.array(h.fp_keys.data(), h.fp_keys.size(), 4, f32);
+      w.array(h.fp_values.data(), h.fp_values.size(), 4, f32);
       w.end_section();
     }
     w.finish();
@@ -562,8 +575,11 @@ struct CacheSerializer {
     for (std::uint32_t g : group_sizes) first.push_back(first.back() + g);
     const HeadSizes sizes = head_sizes(cfg, nq, groups, n_fp);
 
+    // Each head is read into vectors that grow with what arrives (a corrupt count allocates
+    // nothing up front), checked, then copied into the cache's one quantized allocation.
+    std::vector<LoadedHead> loaded(cfg.kv_heads);
     for (std::size_t kv = 0; kv < cfg.kv_heads; ++kv) {
-      auto& h = c.heads_[kv];
+      LoadedHead& h = loaded[kv];
       const std::string section = "section HEAD (KV head " + std::to_string(kv) + ")";
       r.begin_section("HEAD", sizes.section_bytes, section);
       const std::uint64_t index = r.u32();
@@ -579,6 +595,18 @@ struct CacheSerializer {
       });
       h.group_first = first;
       check_head(cfg, h, n_quantized, section);
+    }
+    QuantizedBlock& block = c.quantized_;
+    block.reserve(nq, groups);
+    for (std::uint32_t g : group_sizes) block.append_group(g);
+    for (std::size_t kv = 0; kv < cfg.kv_heads; ++kv) {
+      LoadedHead& h = loaded[kv];
+      std::copy(h.key_codes.begin(), h.key_codes.end(), block.key_codes(kv));
+      std::copy(h.key_meta.begin(), h.key_meta.end(), block.key_meta(kv));
+      std::copy(h.value_codes.begin(), h.value_codes.end(), block.value_codes(kv));
+      std::copy(h.value_meta.begin(), h.value_meta.end(), block.value_meta(kv));
+      c.heads_[kv].fp_keys = std::move(h.fp_keys);
+      c.heads_[kv].fp_values = std::move(h.fp_values);
     }
 
     c.size_ = n;
