@@ -3,7 +3,8 @@
 // its size rounded up to whole 2 MiB pages, and on Linux offered to transparent huge pages
 // (madvise(MADV_HUGEPAGE)): one page then covers 512 pages' worth of codes, so the TLB holds a
 // whole layer and the hardware prefetchers are not stopped every 4 KiB. Measured on a 2-core Zen 4
-// guest (THP mode "madvise"), attention at 16K tokens: -24% with the layer in L3, -15% cold.
+// guest (THP mode "madvise"), logquant_bench cold attention at 16K tokens: 2,317-2,761 us on
+// 4 KiB pages, 2,149-2,211 us on these (docs/performance.md).
 //
 // The madvise call is the one thing in the library outside the C++ standard library: it is only
 // compiled on Linux, asks for nothing the kernel must grant (where THP is off it does nothing),
