@@ -44,9 +44,8 @@ class QuantizedBlock {
         key_row_(o.key_row_),
         value_row_(o.value_row_),
         value_groups_(o.value_groups_),
-        tokens_(o.tokens_),
         group_first_(o.group_first_) {
-    reallocate_from(o, o.tokens_, o.groups());
+    reallocate_from(o, o.tokens(), o.groups());
   }
   QuantizedBlock& operator=(const QuantizedBlock& o) {
     if (this != &o) *this = QuantizedBlock(o);
@@ -56,16 +55,16 @@ class QuantizedBlock {
   QuantizedBlock& operator=(QuantizedBlock&&) noexcept = default;
 
   std::size_t heads() const { return heads_; }
-  std::size_t tokens() const { return tokens_; }
+  std::size_t tokens() const { return group_first_.back(); }
   std::size_t groups() const { return group_first_.size() - 1; }
   /// Key group g holds tokens [group_first()[g], group_first()[g + 1]); groups() + 1 entries.
   const std::vector<std::uint32_t>& group_first() const { return group_first_; }
 
   // Used sizes of each head's regions.
-  std::size_t key_code_bytes() const { return tokens_ * key_row_; }
+  std::size_t key_code_bytes() const { return tokens() * key_row_; }
   std::size_t key_meta_count() const { return groups() * head_dim_; }
-  std::size_t value_code_bytes() const { return tiles_for(tokens_) * value_row_; }
-  std::size_t value_meta_count() const { return tokens_ * value_groups_; }
+  std::size_t value_code_bytes() const { return tiles_for(tokens()) * value_row_; }
+  std::size_t value_meta_count() const { return tokens() * value_groups_; }
 
   std::uint8_t* key_codes(std::size_t h) { return at(h, 0); }
   const std::uint8_t* key_codes(std::size_t h) const { return at(h, 0); }
@@ -86,7 +85,7 @@ class QuantizedBlock {
   /// tokens' value metadata, and the value tile rows they enter, are zero afterwards, ready for
   /// the quantizers. Grows the capacity (by half, at least to fit) when needed.
   void append_group(std::size_t count) {
-    const std::size_t t0 = tokens_, t1 = tokens_ + count, g = groups();
+    const std::size_t t0 = tokens(), t1 = t0 + count, g = groups();
     if (t1 > capacity_tokens_ || g + 1 > capacity_groups_)
       reallocate_from(*this, std::max({t1, capacity_tokens_ + capacity_tokens_ / 2, kMinTokens}),
                       std::max({g + 1, capacity_groups_ + capacity_groups_ / 2, kMinGroups}));
@@ -97,7 +96,6 @@ class QuantizedBlock {
       std::memset(value_codes(h) + v0, 0, v1 - v0);
       std::fill_n(value_meta(h) + t0 * value_groups_, count * value_groups_, GroupParams{});
     }
-    tokens_ = t1;
     group_first_.push_back(static_cast<std::uint32_t>(t1));
   }
 
@@ -156,8 +154,7 @@ class QuantizedBlock {
   }
 
   std::size_t heads_, head_dim_, key_row_, value_row_, value_groups_;
-  std::size_t tokens_ = 0;
-  std::vector<std::uint32_t> group_first_{0};
+  std::vector<std::uint32_t> group_first_{0};  // tokens() is its last entry
   Buffer buffer_;
   std::size_t stride_ = 0, key_meta_ = 0, value_codes_ = 0, value_meta_ = 0;  // region offsets
   std::size_t capacity_tokens_ = 0, capacity_groups_ = 0;
