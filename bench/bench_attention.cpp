@@ -348,6 +348,92 @@ LOGQUANT_BENCH_AVX512_TARGET float fma_chains(std::size_t rounds) {
 }
 LOGQUANT_X86_KERNELS_END
 
+// The arithmetic floor of the 2-bit format's decode attention with int8 dot products, with the
+// bytes it must stream: for every 64-byte code vector (16 tokens x 16 channels of keys, or 16
+// channels x 16 tokens of values) the four planes (one and, three shift-and-masks) and 16
+// vpdpbusd (4 query heads x 4 planes; operands broadcast from memory as in the kernel), 16 per
+// token and KV head in all; the metadata is read and summed. No softmax, no scaling, no operand
+// quantization: a lower bound for any kernel of this design, not a kernel. The arrays are
+// streamed in order on 2 MiB pages, where the hardware prefetchers keep up (software prefetching
+// 4 KB ahead made it slower: 968 against 776 us at 16K cold, one run each).
+LOGQUANT_X86_KERNELS_BEGIN
+__attribute__((target("avx512f,avx512bw,avx512vnni" LOGQUANT_X86_EVEX512))) __m512i
+floor_codes(const std::uint8_t* codes, std::size_t bytes, const std::int32_t* operands,
+            __m512i check) {
+  const __m512i mask = _mm512_set1_epi8(3);
+  __m512i acc[16];
+  for (int i = 0; i < 16; ++i) acc[i] = _mm512_setzero_si512();
+  for (std::size_t b = 0; b + 64 <= bytes; b += 64) {
+    const __m512i x = _mm512_load_si512(codes + b);
+    const __m512i plane[4] = {_mm512_and_si512(x, mask),
+                              _mm512_and_si512(_mm512_srli_epi16(x, 2), mask),
+                              _mm512_and_si512(_mm512_srli_epi16(x, 4), mask),
+                              _mm512_and_si512(_mm512_srli_epi16(x, 6), mask)};
+    LOGQUANT_UNROLL
+    for (int h = 0; h < 4; ++h)
+      LOGQUANT_UNROLL
+      for (int k = 0; k < 4; ++k)
+        acc[h * 4 + k] = _mm512_dpbusd_epi32(acc[h * 4 + k], plane[k],
+                                             _mm512_set1_epi32(operands[h * 4 + k]));
+  }
+  for (int i = 0; i < 16; ++i) check = _mm512_add_epi32(check, acc[i]);
+  return check;
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vnni" LOGQUANT_X86_EVEX512))) std::int32_t
+floor_attend(const logquant::kernels::QuantizedHeadView& v, const std::int32_t* operands) {
+  const std::size_t col_tiles = logquant::tiles_for(v.head_dim);
+  const std::size_t key_bytes = v.tokens * v.key_row_bytes();
+  const std::size_t value_bytes =
+      logquant::tiles_for(v.tokens) * col_tiles * logquant::tile_bytes(v.value_bits);
+  __m512i check = floor_codes(v.key_codes, key_bytes, operands, _mm512_setzero_si512());
+  check = floor_codes(v.value_codes, value_bytes, operands, check);
+  for (const auto* meta : {v.key_meta, v.value_meta}) {
+    const std::size_t n = meta == v.key_meta ? v.groups * v.head_dim
+                                             : v.tokens * (v.head_dim / v.value_group);
+    const auto* m = reinterpret_cast<const std::int32_t*>(meta);
+    for (std::size_t i = 0; i + 16 <= n; i += 16)
+      check = _mm512_add_epi32(check, _mm512_loadu_si512(m + i));
+  }
+  return _mm512_reduce_add_epi32(check);
+}
+LOGQUANT_X86_KERNELS_END
+
+// attend-floor: floor_attend over every KV head of the cold LogQuant data set (the same layers
+// as attend/.../cache:logquant2-w42). MB_read counts the bytes it streams (codes and metadata).
+void bench_attend_floor(benchmark::State& st, const Shape& s, logquant::Isa isa, std::size_t ctx) {
+  using Cache = logquant::KVCache<logquant::LogSelector>;
+  const std::string key = std::string(s.name) + "/" + kind_name(Kind::kLogQuant2W42) + "/" +
+                          logquant::isa_name(isa) + "/" + std::to_string(ctx);
+  const auto& data = layers_for<Cache>(
+      key, [&](Layers<Cache>& d) { build_layers(d, s, Kind::kLogQuant2W42, isa, ctx); });
+  std::int32_t operands[16];
+  for (int i = 0; i < 16; ++i) operands[i] = 0x01020304 * (i + 1);
+  std::size_t bytes = 0;
+  {
+    const Cache& c = data.caches.front();
+    for (std::size_t kv = 0; kv < s.kv_heads; ++kv) {
+      const logquant::kernels::QuantizedHeadView v = c.quantized_view(kv);
+      bytes += v.tokens * v.key_row_bytes() +
+               logquant::tiles_for(v.tokens) * logquant::tiles_for(v.head_dim) *
+                   logquant::tile_bytes(v.value_bits) +
+               (v.groups * v.head_dim + v.tokens * (v.head_dim / v.value_group)) *
+                   sizeof(logquant::GroupParams);
+    }
+  }
+  std::size_t i = 0;
+  std::int32_t check = 0;
+  for (auto _ : st) {
+    const Cache& c = data.caches[i++ % data.caches.size()];
+    for (std::size_t kv = 0; kv < s.kv_heads; ++kv) check += floor_attend(c.quantized_view(kv), operands);
+    benchmark::DoNotOptimize(check);
+  }
+  st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations() * bytes));
+  st.counters["MB_read"] = static_cast<double>(bytes) / 1e6;
+  st.counters["layers"] = static_cast<double>(data.caches.size());
+  st.counters["ctx"] = static_cast<double>(ctx);
+}
+
 // items_per_second = instructions per second.
 template <class F>
 void bench_core(benchmark::State& st, F chains) {
@@ -451,6 +537,20 @@ void register_attention_benchmarks() {
                 ->UseRealTime()
                 ->Unit(benchmark::kMicrosecond);
           }
+#if LOGQUANT_BENCH_X86
+          // The arithmetic floor of the 2-bit format on the same data set (bench_attend_floor).
+          if (s == &kLlama3 && k == Kind::kLogQuant2W42 && isa == bench_isas().front() &&
+              logquant::kernels::x86_features().avx512_vnni) {
+            const Shape& shape = *s;
+            benchmark::RegisterBenchmark(
+                (std::string("attend-floor/shape:") + shape.name + "/ctx:" + std::to_string(ctx) +
+                 "/cache:logquant2-w42/isa:" + logquant::isa_name(isa))
+                    .c_str(),
+                [&shape, isa, ctx](benchmark::State& st) { bench_attend_floor(st, shape, isa, ctx); })
+                ->UseRealTime()
+                ->Unit(benchmark::kMicrosecond);
+          }
+#endif
         }
     }
 }

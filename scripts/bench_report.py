@@ -151,6 +151,13 @@ def main():
     if l2:
         w(f"- LogQuant 2-bit W=42 with its data in L2 (one KV head, 4 query heads, 4K tokens, {best}): "
           f"**{l2['seconds'] / 4096 * 1e9:.1f} ns** per token and KV head.")
+    fl = find(rows, "attend-floor", shape="llama3-8b", ctx=16384, isa=best)
+    if fl and bw[1]:
+        w(f"- Arithmetic floor of the 2-bit format (`attend-floor`: only the 16 vpdpbusd per token "
+          f"and KV head with their code-plane extraction, over the same cold LogQuant W=42 layers; "
+          f"no softmax): **{us(fl['seconds'])} µs** at 16K, "
+          f"{fl['seconds'] / (fl['MB_read'] * 1e6 / bw[1]):.2f}× the DRAM roofline of the "
+          f"{fl['MB_read']:.1f} MB it streams.")
     w("")
 
     # ---- decode attention tables
@@ -302,6 +309,10 @@ def main():
                        f"{r['seconds'] / roof:.2f}× ({r['bytes_per_second'] / 1e9:.1f} GB/s achieved,"
                        f" {bw[1] / 1e9:.1f} GB/s DRAM; {r['MB_read']:.1f} MB read)",
                        r["seconds"] / roof <= 2)
+                if fl and kind == "logquant2-w42":
+                    w(f"| ↳ its arithmetic floor alone (`attend-floor`, no softmax) | "
+                      f"{fl['seconds'] / roof:.2f}× ({us(fl['seconds'])} µs; 2× is {us(2 * roof)} µs) "
+                      f"| – |")
         for c in (16384, 65536):
             p = find(rows, "attend-2t", shape="llama3-8b", cache=kind, ctx=c, isa=best)
             one, two = attend("llama3-8b", kind, c), attend("llama3-8b", kind, c, 2)
