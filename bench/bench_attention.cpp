@@ -346,6 +346,47 @@ LOGQUANT_BENCH_AVX512_TARGET float fma_chains(std::size_t rounds) {
   _mm512_store_ps(out, a[0]);
   return out[0];
 }
+
+// vpdpbusd_chains with one other instruction beside every vpdpbusd (on 4 chains of its own):
+// which of the kernels' other instructions compete with the dot products for their pipes. On
+// the Zen 4 guest: vfmadd takes a vpdpbusd slot (3.52 -> 1.81 G/s), a 512-bit store more than one
+// (1.59), vaddps and vcvtdq2ps mostly run beside them (2.42, 2.74; docs/performance.md).
+enum class Beside { kFmadd, kAdd, kCvt, kStore };
+template <Beside B>
+__attribute__((target("avx512f,avx512bw,avx512vnni" LOGQUANT_X86_EVEX512))) std::int32_t
+vpdpbusd_beside(std::size_t rounds) {
+  __m512i a[12];
+  for (int i = 0; i < 12; ++i) a[i] = _mm512_set1_epi32(i);
+  __m512 f[4];
+  __m512i o[4];
+  for (int i = 0; i < 4; ++i) {
+    f[i] = _mm512_set1_ps(1.0f + static_cast<float>(i));
+    o[i] = _mm512_set1_epi32(i);
+  }
+  alignas(64) float buf[12][16] = {};
+  float* store_to = &buf[0][0];  // made opaque every round, so no store is provably dead
+  __m512i u = _mm512_set1_epi8(1);
+  const __m512i w = _mm512_set1_epi8(2);
+  __m512 x = _mm512_set1_ps(0.999f);
+  for (std::size_t r = 0; r < rounds; ++r) {
+    LOGQUANT_UNROLL
+    for (int i = 0; i < 12; ++i) {
+      a[i] = _mm512_dpbusd_epi32(a[i], u, w);
+      if constexpr (B == Beside::kFmadd) f[i % 4] = _mm512_fmadd_ps(f[i % 4], x, x);
+      if constexpr (B == Beside::kAdd) f[i % 4] = _mm512_add_ps(f[i % 4], x);
+      if constexpr (B == Beside::kCvt) o[i % 4] = _mm512_castps_si512(_mm512_cvtepi32_ps(o[i % 4]));
+      if constexpr (B == Beside::kStore) _mm512_store_ps(store_to + 16 * i, f[i % 4]);
+    }
+    __asm__ volatile("" : "+v"(u), "+v"(x), "+r"(store_to));
+  }
+  for (int i = 1; i < 12; ++i) a[0] = _mm512_add_epi32(a[0], a[i]);
+  for (int i = 0; i < 4; ++i)
+    a[0] = _mm512_add_epi32(a[0], _mm512_add_epi32(o[i], _mm512_castps_si512(f[i])));
+  a[0] = _mm512_add_epi32(a[0], _mm512_castps_si512(_mm512_load_ps(buf[rounds % 12])));
+  alignas(64) std::int32_t out[16];
+  _mm512_store_si512(out, a[0]);
+  return out[0];
+}
 LOGQUANT_X86_KERNELS_END
 
 // The arithmetic floor of the 2-bit format's decode attention with int8 dot products, with the
@@ -466,6 +507,18 @@ void register_attention_benchmarks() {
                                  [](benchmark::State& st) { bench_core(st, vpdpbusd_chains); });
     benchmark::RegisterBenchmark("core/vfmadd-zmm",
                                  [](benchmark::State& st) { bench_core(st, fma_chains); });
+    benchmark::RegisterBenchmark("core/vpdpbusd-zmm+vfmadd", [](benchmark::State& st) {
+      bench_core(st, vpdpbusd_beside<Beside::kFmadd>);
+    });
+    benchmark::RegisterBenchmark("core/vpdpbusd-zmm+vaddps", [](benchmark::State& st) {
+      bench_core(st, vpdpbusd_beside<Beside::kAdd>);
+    });
+    benchmark::RegisterBenchmark("core/vpdpbusd-zmm+vcvtdq2ps", [](benchmark::State& st) {
+      bench_core(st, vpdpbusd_beside<Beside::kCvt>);
+    });
+    benchmark::RegisterBenchmark("core/vpdpbusd-zmm+store-zmm", [](benchmark::State& st) {
+      bench_core(st, vpdpbusd_beside<Beside::kStore>);
+    });
   }
 #endif
 

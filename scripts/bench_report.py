@@ -147,6 +147,12 @@ def main():
         w(f"- One core issues **{dp['items_per_second'] / 1e9:.2f} G vpdpbusd/s** (zmm: 64 int8 "
           f"multiply-adds each) and **{fm['items_per_second'] / 1e9:.2f} G vfmadd/s** (zmm: 16 fp32 "
           "each), on 12 independent accumulators.")
+    beside = [(name, find(rows, f"core/vpdpbusd-zmm+{name}"))
+              for name in ("vfmadd", "vaddps", "vcvtdq2ps", "store-zmm")]
+    if dp and all(r for _, r in beside):
+        w("- With one other instruction beside every vpdpbusd: " +
+          ", ".join(f"{name} {r['items_per_second'] / 1e9:.2f}" for name, r in beside) +
+          " G vpdpbusd/s (`core/vpdpbusd-zmm+...`): which instructions take the dot products' pipes.")
     l2 = find(rows, "attend-l2", ctx=4096, isa=best)
     if l2:
         w(f"- LogQuant 2-bit W=42 with its data in L2 (one KV head, 4 query heads, 4K tokens, {best}): "
