@@ -118,13 +118,20 @@ void build_layers(Layers<Cache>& d, const Shape& s, Kind k, logquant::Isa isa, s
   });
 }
 
+// That data set, built unless it is the one alive (the benchmarks of one kind, ISA and context
+// length share it).
+template <class Cache>
+const Layers<Cache>& kvcache_layers(const Shape& s, Kind k, logquant::Isa isa, std::size_t ctx) {
+  const std::string key = std::string(s.name) + "/" + kind_name(k) + "/" +
+                          logquant::isa_name(isa) + "/" + std::to_string(ctx);
+  return layers_for<Cache>(key, [&](Layers<Cache>& d) { build_layers(d, s, k, isa, ctx); });
+}
+
 // KVCache kinds: attend(), attend_parallel with the spinning pool, or with std::threads.
 template <class Cache>
 void bench_kvcache(benchmark::State& st, const Shape& s, Kind k, logquant::Isa isa, std::size_t ctx,
                    std::size_t threads, Via via) {
-  const std::string key = std::string(s.name) + "/" + kind_name(k) + "/" +
-                          logquant::isa_name(isa) + "/" + std::to_string(ctx);
-  const auto& data = layers_for<Cache>(key, [&](Layers<Cache>& d) { build_layers(d, s, k, isa, ctx); });
+  const auto& data = kvcache_layers<Cache>(s, k, isa, ctx);
   const std::vector<float> q = query_for(s);
   std::vector<float> out(q.size());
   const float scale = 1.0f / std::sqrt(static_cast<float>(s.head_dim));
@@ -150,14 +157,12 @@ void bench_kvcache(benchmark::State& st, const Shape& s, Kind k, logquant::Isa i
 // attend_parallel(.., 2 threads, pool) on the next two layers of the same data set, alternating
 // which goes first. Benchmarks run one after another, so on a shared machine the host's load can
 // change between the one-thread and the two-thread benchmark above (their ratio at 16K moved
-// between 1.55x and 1.93x across the day's reports); here both see the same moments. Counters:
+// between 1.25x and 2.0x across the day's reports); here both see the same moments. Counters:
 // the medians of the calls (t1_us, t2_us) and speedup = t1 / t2.
 template <class Cache>
 void bench_paired_threads(benchmark::State& st, const Shape& s, Kind k, logquant::Isa isa,
                           std::size_t ctx) {
-  const std::string key = std::string(s.name) + "/" + kind_name(k) + "/" +
-                          logquant::isa_name(isa) + "/" + std::to_string(ctx);
-  const auto& data = layers_for<Cache>(key, [&](Layers<Cache>& d) { build_layers(d, s, k, isa, ctx); });
+  const auto& data = kvcache_layers<Cache>(s, k, isa, ctx);
   const std::vector<float> q = query_for(s);
   std::vector<float> out(q.size());
   const float scale = 1.0f / std::sqrt(static_cast<float>(s.head_dim));
@@ -458,10 +463,7 @@ LOGQUANT_X86_KERNELS_END
 // as attend/.../cache:logquant2-w42). MB_read counts the bytes it streams (codes and metadata).
 void bench_attend_floor(benchmark::State& st, const Shape& s, logquant::Isa isa, std::size_t ctx) {
   using Cache = logquant::KVCache<logquant::LogSelector>;
-  const std::string key = std::string(s.name) + "/" + kind_name(Kind::kLogQuant2W42) + "/" +
-                          logquant::isa_name(isa) + "/" + std::to_string(ctx);
-  const auto& data = layers_for<Cache>(
-      key, [&](Layers<Cache>& d) { build_layers(d, s, Kind::kLogQuant2W42, isa, ctx); });
+  const auto& data = kvcache_layers<Cache>(s, Kind::kLogQuant2W42, isa, ctx);
   std::int32_t operands[16];
   for (int i = 0; i < 16; ++i) operands[i] = 0x01020304 * (i + 1);
   std::size_t bytes = 0;
