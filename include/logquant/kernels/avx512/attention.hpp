@@ -44,6 +44,7 @@ namespace avx512 {
 inline constexpr std::size_t kChunk = 256;    // tokens per score buffer
 inline constexpr std::size_t kHeadBlock = 8;  // query heads per pass over the codes
 inline constexpr std::size_t kScorePad = 16;  // room for key tile rows that overhang a chunk
+inline constexpr std::size_t kValueMetaAhead = 64;  // tokens the value metadata is prefetched ahead
 inline constexpr std::size_t kScoreStride = kScorePad + kChunk + kScorePad;
 
 /// Plane K of a code vector: the codes of columns [4K, 4K + 4) of each row's vector, as bytes.
@@ -468,6 +469,15 @@ LOGQUANT_TARGET_AVX512 void value_chunk(const kernels::QuantizedHeadView& v, std
     for (std::size_t b = 0; b < col_tiles * kTileBytes; b += 64)
       _mm_prefetch(reinterpret_cast<const char*>(chunk_codes + t * col_tiles * kTileBytes + b),
                    _MM_HINT_T0);
+    // The value metadata kValueMetaAhead tokens on (its own thin stream, 8 bytes per token at
+    // head_dim 128): its load was 23% of this function's samples at 16K cold on Zen 5, where the
+    // hardware prefetchers did not cover it; 1,180-1,255 -> 1,053-1,060 us there.
+    if (t0 + kValueMetaAhead < v.tokens) {
+      const char* ahead =
+          reinterpret_cast<const char*>(v.value_meta + (t0 + kValueMetaAhead) * groups);
+      for (std::size_t b = 0; b < kTileCols * groups * sizeof(GroupParams); b += 64)
+        _mm_prefetch(ahead + b, _MM_HINT_T0);
+    }
     load_value_meta(v.value_meta + t0 * groups, groups, n, s.vscale.data(), s.vmin.data());
     __m512 p[8];
     LOGQUANT_UNROLL
