@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <fstream>
 #include <random>
 #include <string>
@@ -158,11 +159,17 @@ void fill(Cache& cache, const TokenPool& pool, std::size_t n, std::size_t first 
   }
 }
 
-/// Bytes of the last-level cache (L3) that core 0 sees, from sysfs, else sysconf; 32 MiB if neither
-/// says. sysfs first: on an AMD EPYC guest glibc's sysconf reported 320 MiB (the whole socket's
-/// L3 across its CCDs) where the core's own L3 is 32 MiB, which made the cold benchmarks build
-/// 10x the layers they need (81 instead of 8 at 16K), so setting them up dominated the suite.
+/// Bytes of the last-level cache (L3) that core 0 sees: LOGQUANT_BENCH_LLC_MIB if set, else sysfs,
+/// else sysconf; 32 MiB if none says. sysfs before sysconf: on an AMD EPYC guest glibc's sysconf
+/// reported 320 MiB (the whole socket's L3 across its CCDs) where the core's own L3 is 32 MiB,
+/// which made the cold benchmarks build 10x the layers they need, so setting them up dominated
+/// the suite. The override is for guests that show no cache in sysfs (a Zen 5 guest: sysconf
+/// said 508 MiB, CPUID's cache leaves were empty), where only the operator knows the CCD's L3.
 inline std::size_t llc_bytes() {
+  if (const char* mib = std::getenv("LOGQUANT_BENCH_LLC_MIB")) {
+    const long v = std::atol(mib);
+    if (v > 0) return static_cast<std::size_t>(v) << 20;
+  }
   std::ifstream f("/sys/devices/system/cpu/cpu0/cache/index3/size");
   std::size_t kib = 0;
   if (f >> kib && kib > 0) return kib * 1024;

@@ -133,6 +133,9 @@ def main():
     w(f"- Command: `{args.command}`")
     w(f"- Date: {date}")
     w(f"- Machine: {machine()}")
+    if "llc_bytes" in ctx_info:
+        w(f"- Cold data sets sized for an L3 of {int(ctx_info['llc_bytes']) / 2**20:.0f} MiB "
+          "(LOGQUANT_BENCH_LLC_MIB, else sysfs, else sysconf): at least 3× that per benchmark")
     if args.load:
         w(f"- Load average just before the run (1, 5, 15 min): {args.load}")
     w(f"- logquant ISAs on this CPU (best first): {', '.join(isas)}; dense baselines: {base_isa}")

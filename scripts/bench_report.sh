@@ -10,7 +10,8 @@
 # Environment: LOGQUANT_BENCH_FILTER (a --benchmark_filter regex; default: everything except the
 # scalar reference's attention at 16K and 64K, which takes minutes and says nothing new),
 # LOGQUANT_BENCH_MIN_TIME (seconds per repetition, default 0.1), LOGQUANT_BENCH_BUILD,
-# LOGQUANT_BENCH_OUT (default docs/bench).
+# LOGQUANT_BENCH_OUT (default docs/bench), LOGQUANT_BENCH_LLC_MIB (the L3 of one core's CCD in MiB,
+# for guests whose sysfs shows no caches; the cold data sets are sized from it).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/deps.sh
@@ -54,4 +55,4 @@ echo "==> run (load average $load): $build/bench/logquant_bench ${args[*]}"
 
 echo "==> report"
 python3 scripts/bench_report.py "$out/results.json" "$out" --load "$load" \
-  --command "bash scripts/bench_report.sh  # logquant_bench ${args[*]}"
+  --command "${LOGQUANT_BENCH_LLC_MIB:+LOGQUANT_BENCH_LLC_MIB=$LOGQUANT_BENCH_LLC_MIB }bash scripts/bench_report.sh  # logquant_bench ${args[*]}"
