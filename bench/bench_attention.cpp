@@ -398,11 +398,15 @@ LOGQUANT_X86_KERNELS_END
 // The arithmetic floor of the 2-bit format's decode attention with int8 dot products, with the
 // bytes it must stream: for every 64-byte code vector (16 tokens x 16 channels of keys, or 16
 // channels x 16 tokens of values) the four planes (one and, three shift-and-masks) and 16
-// vpdpbusd (4 query heads x 4 planes; operands broadcast from memory as in the kernel), 16 per
-// token and KV head in all; the metadata is read and summed. No softmax, no scaling, no operand
-// quantization: a lower bound for any kernel of this design, not a kernel. The arrays are
-// streamed in order on 2 MiB pages, where the hardware prefetchers keep up (software prefetching
-// 4 KB ahead made it slower: 968 against 776 us at 16K cold, one run each).
+// vpdpbusd (4 query heads x 4 planes, each head's operand in a register), 16 per token and KV
+// head in all; the metadata is read and summed. No softmax, no scaling, no operand quantization:
+// a lower bound for any kernel of this design, not a kernel. The arrays are streamed in order on
+// 2 MiB pages, where the hardware prefetchers keep up (software prefetching 4 KB ahead made it
+// slower on Zen 4: 968 against 776 us at 16K cold, one run each). Operands in registers, not
+// broadcast from memory per vpdpbusd as this benchmark first did: on the Zen 5 guest that form
+// streamed at half the rate cold (a throwaway copy: 7.8-8.2 against 14.0-15.2 GB/s) and took
+// longer than the whole kernel, so it was no floor; the kernel shares each broadcast among 3-4
+// tile rows.
 struct FloorArrays {
   std::size_t key_code_bytes, value_code_bytes, key_meta_count, value_meta_count;
   std::size_t bytes() const {
@@ -424,8 +428,9 @@ __attribute__((target("avx512f,avx512bw,avx512vnni" LOGQUANT_X86_EVEX512))) __m5
 floor_codes(const std::uint8_t* codes, std::size_t bytes, const std::int32_t* operands,
             __m512i check) {
   const __m512i mask = _mm512_set1_epi8(3);
-  __m512i acc[16];
+  __m512i acc[16], op[4];
   for (int i = 0; i < 16; ++i) acc[i] = _mm512_setzero_si512();
+  for (int h = 0; h < 4; ++h) op[h] = _mm512_set1_epi32(operands[h]);
   for (std::size_t b = 0; b + 64 <= bytes; b += 64) {
     const __m512i x = _mm512_load_si512(codes + b);
     const __m512i plane[4] = {_mm512_and_si512(x, mask),
@@ -436,8 +441,7 @@ floor_codes(const std::uint8_t* codes, std::size_t bytes, const std::int32_t* op
     for (int h = 0; h < 4; ++h)
       LOGQUANT_UNROLL
       for (int k = 0; k < 4; ++k)
-        acc[h * 4 + k] = _mm512_dpbusd_epi32(acc[h * 4 + k], plane[k],
-                                             _mm512_set1_epi32(operands[h * 4 + k]));
+        acc[h * 4 + k] = _mm512_dpbusd_epi32(acc[h * 4 + k], plane[k], op[h]);
   }
   for (int i = 0; i < 16; ++i) check = _mm512_add_epi32(check, acc[i]);
   return check;
