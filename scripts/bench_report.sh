@@ -10,8 +10,8 @@
 # Environment: LOGQUANT_BENCH_FILTER (a --benchmark_filter regex; default: everything except the
 # scalar reference's attention at 16K and 64K, which takes minutes and says nothing new),
 # LOGQUANT_BENCH_MIN_TIME (seconds per repetition, default 0.1), LOGQUANT_BENCH_BUILD,
-# LOGQUANT_BENCH_OUT (default docs/bench), LOGQUANT_BENCH_LLC_MIB (the L3 of one core's CCD in MiB,
-# for guests whose sysfs shows no caches; the cold data sets are sized from it).
+# LOGQUANT_BENCH_OUT (default docs/bench), LOGQUANT_BENCH_LLC_MIB (the cache size in MiB the cold
+# data sets and the DRAM sum buffer are sized from, for guests whose sysfs shows no caches).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/deps.sh

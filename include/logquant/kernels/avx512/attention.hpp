@@ -471,7 +471,7 @@ LOGQUANT_TARGET_AVX512 void value_chunk(const kernels::QuantizedHeadView& v, std
                    _MM_HINT_T0);
     // The value metadata kValueMetaAhead tokens on (its own thin stream, 8 bytes per token at
     // head_dim 128): its load was 23% of this function's samples at 16K cold on Zen 5, where the
-    // hardware prefetchers did not cover it; 1,180-1,255 -> 1,053-1,060 us there.
+    // hardware prefetchers did not cover it; 1,224-1,350 -> 1,058-1,073 us there (interleaved).
     if (t0 + kValueMetaAhead < v.tokens) {
       const char* ahead =
           reinterpret_cast<const char*>(v.value_meta + (t0 + kValueMetaAhead) * groups);
