@@ -93,7 +93,7 @@ struct AttendScratch {
   alignas(64) float qscale[16], bias[16];
   std::vector<float> scores;             // [heads][kScoreStride]
   std::vector<float> min_sum;            // [heads][groups][16] per-lane Σ p_j min_j
-  std::vector<float> vscale, vmin;       // [groups][16] this tile's value metadata
+  std::vector<float> vscale, vmin;       // [tile][groups][16] tile_weights' value metadata
   std::vector<std::uint8_t> w_hi, w_lo;  // [tile][group][head][16] the chunk's int8 weights
   std::vector<float> wscale;             // [tile][group][16] their scales (lane = head)
   alignas(64) float max[kHeadBlock];
@@ -414,20 +414,119 @@ LOGQUANT_AVX512_INLINE void value_tile_sums(const std::uint8_t* codes, std::size
       _mm512_mask_storeu_ps(acc + h * dim + c + k * kTileRows, m[k], a[k][h]);
 }
 
+/// Tiles whose int8 weights tile_weights computes together for NH (<= kHeadBlock = 8) heads: as
+/// many as fill the 8 lanes of one transposing maximum tree and one division.
+template <int NH>
+inline constexpr int kWeightTiles = 8 / NH;
+
+/// The numerators and int8 weights of T consecutive tiles of a chunk (tile t onwards, tokens from
+/// t0 = c0 + 16 t; only the last may be partial, n_last tokens) for NH heads: p_j = exp(s_j - max)
+/// added to the softmax sums, Σ p_j min_j to the min sums, and per (tile, head, value group)
+/// kernels::quantize_tile_weights of w_j = p_j scale_j into the chunk's weight scratch. The maxima
+/// of all T * NH weight vectors of a value group come from one transposing tree and their
+/// inverses from one division: done tile by tile, the short chain maximum -> division -> digits
+/// left the pipes idle (two tiles at a time: 4% faster in L2 at 4K, one KV head, Zen 5).
+template <unsigned Bits, int NH, int T>
+LOGQUANT_AVX512_INLINE void tile_weights(const kernels::QuantizedHeadView& v, std::size_t t0,
+                                         std::size_t n_last, const std::uint8_t* tile_codes,
+                                         const float* scores, const float* max, __m512* sum,
+                                         std::int8_t* whi, std::int8_t* wlo, float* wscale,
+                                         AttendScratch& s) {
+  static_assert(T * NH <= 8 || T == 1, "one tree reduces 8 weight vectors");
+  constexpr unsigned kDigits = kernels::operand_digits(Bits);
+  constexpr float kLimit = kernels::operand_limit(kDigits);
+  constexpr std::size_t kTileBytes = tile_bytes(Bits);
+  const std::size_t dim = v.head_dim, col_tiles = tiles_for(dim), groups = dim / v.value_group;
+  const std::size_t wstride = groups * NH * kTileCols, sstride = groups * 16;
+  const std::size_t mstride = groups * kTileCols;
+  // These tiles' value codes, for the sums after the weights (one tile row each, 8 lines at
+  // head_dim 128, 2-bit). Asked for here, spread over the weight computation: a burst of the
+  // whole chunk's 128 lines at its start stalled on miss buffers (7.6% of this function's
+  // samples) and was 10-20% slower at 16K cold than this (medians of 600 calls).
+  for (std::size_t b = 0; b < T * col_tiles * kTileBytes; b += 64)
+    _mm_prefetch(reinterpret_cast<const char*>(tile_codes + b), _MM_HINT_T0);
+  // The value metadata kValueMetaAhead tokens on (its own thin stream, 8 bytes per token at
+  // head_dim 128): its load was 23% of value_chunk's samples at 16K cold on Zen 5, where the
+  // hardware prefetchers did not cover it; 1,224-1,350 -> 1,058-1,073 us there (interleaved).
+  if (t0 + kValueMetaAhead < v.tokens) {
+    const char* ahead = reinterpret_cast<const char*>(v.value_meta + (t0 + kValueMetaAhead) * groups);
+    for (std::size_t b = 0; b < T * kTileCols * groups * sizeof(GroupParams); b += 64)
+      _mm_prefetch(ahead + b, _MM_HINT_T0);
+  }
+  __m512 p[8];
+  LOGQUANT_UNROLL
+  for (int k = 0; k < T; ++k) {
+    const std::size_t n = k == T - 1 ? n_last : kTileCols;
+    const __mmask16 valid = tail_mask(n);
+    load_value_meta(v.value_meta + (t0 + k * kTileCols) * groups, groups, n,
+                    &s.vscale[k * groups * 16], &s.vmin[k * groups * 16]);
+    LOGQUANT_UNROLL
+    for (int h = 0; h < NH; ++h) {
+      const __m512 sc = _mm512_maskz_loadu_ps(valid, scores + h * kScoreStride + k * kTileCols);
+      p[k * NH + h] = _mm512_maskz_mov_ps(valid, exp_ps(_mm512_sub_ps(sc, _mm512_set1_ps(max[h]))));
+      sum[h] = _mm512_add_ps(sum[h], p[k * NH + h]);
+    }
+  }
+  for (std::size_t g = 0; g < groups; ++g) {
+    __m512 w[8], scale[T], min[T];
+    LOGQUANT_UNROLL
+    for (int i = 0; i < 8; ++i) w[i] = _mm512_setzero_ps();
+    LOGQUANT_UNROLL
+    for (int k = 0; k < T; ++k) {
+      scale[k] = _mm512_loadu_ps(&s.vscale[(k * groups + g) * 16]);
+      min[k] = _mm512_loadu_ps(&s.vmin[(k * groups + g) * 16]);
+    }
+    LOGQUANT_UNROLL
+    for (int h = 0; h < NH; ++h) {
+      float* ms = &s.min_sum[h * mstride + g * 16];
+      __m512 m = _mm512_loadu_ps(ms);
+      LOGQUANT_UNROLL
+      for (int k = 0; k < T; ++k) {
+        w[k * NH + h] = _mm512_mul_ps(p[k * NH + h], scale[k]);
+        m = _mm512_fmadd_ps(p[k * NH + h], min[k], m);
+      }
+      _mm512_storeu_ps(ms, m);
+    }
+    const __m512 wmax = T * NH <= 4 ? transpose_reduce4<MaxOp>(w) : transpose_reduce8<MaxOp>(w);
+    const __m512 inv = operand_inverse8(kLimit, wmax);  // lane i: limit / max w[i]
+    // wscale = max w / limit as a product with 1 / limit: within an ulp of the scalar's quotient
+    // (a float result; the division is kept where it decides integer weights, above).
+    const __m512 ws = _mm512_mul_ps(wmax, _mm512_set1_ps(1.0f / kLimit));
+    LOGQUANT_UNROLL
+    for (int k = 0; k < T; ++k) {  // tile k's scales: lanes [k NH, k NH + NH) moved to 0..NH-1
+      const __m512 tile_ws =
+          k == 0 ? ws
+                 : _mm512_permutexvar_ps(
+                       _mm512_add_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+                                                          13, 14, 15),
+                                        _mm512_set1_epi32(k * NH)),
+                       ws);
+      _mm512_storeu_ps(wscale + k * sstride + g * 16, tile_ws);
+      LOGQUANT_UNROLL
+      for (int h = 0; h < NH; ++h) {  // w <= max w, so w * (limit / max w) rounds to at most limit
+        const std::size_t o = k * wstride + (g * NH + h) * kTileCols;
+        store_digits<kDigits>(
+            whi + o, wlo + o,
+            _mm512_cvtps_epi32(_mm512_mul_ps(w[k * NH + h], lane(inv, k * NH + h))));
+      }
+    }
+  }
+}
+
 /// The value pass over tokens [c0, c1) of a chunk for NH heads. First the chunk's softmax maximum
-/// per head (one rescale of the state per chunk at most), then tile by tile the numerators
+/// per head (one rescale of the state per chunk at most), then the numerators
 /// p_j = exp(s_j - max) (kernels::softmax_fold with a vector exp) and the int8 weights of every
-/// (head, value group) (kernels::quantize_tile_weights: maxima by one transposing tree, divisions
-/// as one vector per group), then per channel tile acc += wscale * (weights . codes) over all the
-/// chunk's tiles. The scalar reference folds each tile against the running maximum instead; the
-/// integer weights depend only on ratios within a tile, so the two differ by float rounding.
-/// Σ_j p_j min_j is kept per lane in min_sum and added to the channels at the end.
+/// (tile, head, value group) (kernels::quantize_tile_weights; tile_weights, kWeightTiles tiles at
+/// a time), then per channel tile acc += wscale * (weights . codes) over all the chunk's tiles.
+/// The scalar reference folds each tile against the running maximum instead; the integer weights
+/// depend only on ratios within a tile, so the two differ by float rounding. Σ_j p_j min_j is
+/// kept per lane in min_sum and added to the channels at the end.
 template <unsigned Bits, int NH>
 LOGQUANT_TARGET_AVX512 void value_chunk(const kernels::QuantizedHeadView& v, std::size_t c0,
                                         std::size_t c1, float* acc, AttendScratch& s) {
   constexpr unsigned kDigits = kernels::operand_digits(Bits);
-  constexpr float kLimit = kernels::operand_limit(kDigits);
   constexpr std::size_t kTileBytes = tile_bytes(Bits);
+  constexpr int kT = kWeightTiles<NH>;
   const std::size_t dim = v.head_dim, col_tiles = tiles_for(dim), groups = dim / v.value_group;
   const std::size_t tiles = (c1 - c0 + kTileCols - 1) / kTileCols;
   const std::size_t wstride = groups * NH * kTileCols;  // weight digits of one tile
@@ -459,58 +558,22 @@ LOGQUANT_TARGET_AVX512 void value_chunk(const kernels::QuantizedHeadView& v, std
     sum[h] = _mm512_load_ps(s.sum[h]);
   }
 
-  for (std::size_t t = 0; t < tiles; ++t) {
-    const std::size_t t0 = c0 + t * kTileCols, n = std::min(kTileCols, c1 - t0);
-    const __mmask16 valid = tail_mask(n);
-    // This tile's value codes, for the sums after the weights (one tile row, 8 lines at head_dim
-    // 128, 2-bit). Asked for tile by tile, spread over the weight computation: a burst of the
-    // whole chunk's 128 lines at its start stalled on miss buffers (7.6% of this function's
-    // samples) and was 10-20% slower at 16K cold than this (medians of 600 calls).
-    for (std::size_t b = 0; b < col_tiles * kTileBytes; b += 64)
-      _mm_prefetch(reinterpret_cast<const char*>(chunk_codes + t * col_tiles * kTileBytes + b),
-                   _MM_HINT_T0);
-    // The value metadata kValueMetaAhead tokens on (its own thin stream, 8 bytes per token at
-    // head_dim 128): its load was 23% of this function's samples at 16K cold on Zen 5, where the
-    // hardware prefetchers did not cover it; 1,224-1,350 -> 1,058-1,073 us there (interleaved).
-    if (t0 + kValueMetaAhead < v.tokens) {
-      const char* ahead =
-          reinterpret_cast<const char*>(v.value_meta + (t0 + kValueMetaAhead) * groups);
-      for (std::size_t b = 0; b < kTileCols * groups * sizeof(GroupParams); b += 64)
-        _mm_prefetch(ahead + b, _MM_HINT_T0);
+  // kT tiles at a time while whole groups of them remain, the rest one by one; only the chunk's
+  // last tile may be partial.
+  std::size_t t = 0;
+  if constexpr (kT > 1)
+    for (; t + kT <= tiles; t += kT) {
+      const std::size_t t0 = c0 + t * kTileCols;
+      tile_weights<Bits, NH, kT>(v, t0, std::min(kTileCols, c1 - t0 - (kT - 1) * kTileCols),
+                                 chunk_codes + t * col_tiles * kTileBytes, scores + t * kTileCols,
+                                 max, sum, whi + t * wstride, wlo + t * wstride,
+                                 &s.wscale[t * sstride], s);
     }
-    load_value_meta(v.value_meta + t0 * groups, groups, n, s.vscale.data(), s.vmin.data());
-    __m512 p[8];
-    LOGQUANT_UNROLL
-    for (int h = 0; h < NH; ++h) {
-      const __m512 sc = _mm512_maskz_loadu_ps(valid, scores + h * kScoreStride + t * kTileCols);
-      p[h] = _mm512_maskz_mov_ps(valid, exp_ps(_mm512_sub_ps(sc, _mm512_set1_ps(max[h]))));
-      sum[h] = _mm512_add_ps(sum[h], p[h]);
-    }
-    for (std::size_t g = 0; g < groups; ++g) {
-      const __m512 scale = _mm512_loadu_ps(&s.vscale[g * 16]),
-                   min = _mm512_loadu_ps(&s.vmin[g * 16]);
-      __m512 w[8];
-      LOGQUANT_UNROLL
-      for (int h = 0; h < 8; ++h) w[h] = h < NH ? _mm512_mul_ps(p[h], scale) : _mm512_setzero_ps();
-      LOGQUANT_UNROLL
-      for (int h = 0; h < NH; ++h) {
-        float* ms = &s.min_sum[h * mstride + g * 16];
-        _mm512_storeu_ps(ms, _mm512_fmadd_ps(p[h], min, _mm512_loadu_ps(ms)));
-      }
-      const __m512 wmax = NH <= 4 ? transpose_reduce4<MaxOp>(w) : transpose_reduce8<MaxOp>(w);
-      alignas(64) float inv[16];  // lane h: limit / max w of head h, broadcast from memory below
-      _mm512_store_ps(inv, operand_inverse8(kLimit, wmax));
-      // wscale = max w / limit as a product with 1 / limit: within an ulp of the scalar's quotient
-      // (a float result; the division is kept where it decides integer weights, above).
-      _mm512_storeu_ps(&s.wscale[t * sstride + g * 16],
-                       _mm512_mul_ps(wmax, _mm512_set1_ps(1.0f / kLimit)));
-      std::int8_t* wh = whi + t * wstride + g * NH * kTileCols;
-      std::int8_t* wl = wlo + t * wstride + g * NH * kTileCols;
-      LOGQUANT_UNROLL
-      for (int h = 0; h < NH; ++h)  // w <= max w, so w * (limit / max w) rounds to at most limit
-        store_digits<kDigits>(wh + h * kTileCols, wl + h * kTileCols,
-                              _mm512_cvtps_epi32(_mm512_mul_ps(w[h], _mm512_set1_ps(inv[h]))));
-    }
+  for (; t < tiles; ++t) {
+    const std::size_t t0 = c0 + t * kTileCols;
+    tile_weights<Bits, NH, 1>(v, t0, std::min(kTileCols, c1 - t0),
+                              chunk_codes + t * col_tiles * kTileBytes, scores + t * kTileCols, max,
+                              sum, whi + t * wstride, wlo + t * wstride, &s.wscale[t * sstride], s);
   }
   LOGQUANT_UNROLL
   for (int h = 0; h < NH; ++h) _mm512_store_ps(s.sum[h], sum[h]);
@@ -570,8 +633,8 @@ LOGQUANT_TARGET_AVX512 inline void attend_quantized_block(const kernels::Quantiz
   s.q_lo.resize(heads * padded);
   s.scores.resize(heads * kScoreStride);
   s.min_sum.assign(heads * groups * 16, 0.0f);
-  s.vscale.resize(groups * 16);
-  s.vmin.resize(groups * 16);
+  s.vscale.resize(kWeightTiles<1> * groups * 16);  // the most tiles tile_weights takes
+  s.vmin.resize(kWeightTiles<1> * groups * 16);
   s.w_hi.resize(kChunk / kTileCols * groups * heads * kTileCols);
   s.w_lo.resize(kChunk / kTileCols * groups * heads * kTileCols);
   s.wscale.resize(kChunk / kTileCols * groups * 16);
