@@ -14,8 +14,9 @@
 // the value pass: the chunk's softmax maximum, every tile's int8 weights, and the weighted code
 // sums channel tile by channel tile with the heads' float accumulators in registers across the
 // chunk (acc is loaded and stored once per chunk, not once per tile). Per-group query
-// preparation and per-tile weight quantization are done for all heads at once (one transposing
-// reduction tree, one vector division), so the horizontal work does not grow per head.
+// preparation is done for all heads at once and the weight quantization for all heads of
+// 8 / heads tiles at once (one transposing reduction tree, one vector division each), so the
+// horizontal work does not grow per head.
 #pragma once
 
 #include "../../config.hpp"
