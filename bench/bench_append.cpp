@@ -25,11 +25,15 @@ const TokenPool& append_pool() {
   return pool;
 }
 
-// Copies of a cache have vectors of capacity == size, so their first appends would reallocate
+// Copies of a cache have storage of capacity == size, so their first appends would reallocate
 // (copying megabytes) once per layer, a cost a cache that grew to this size has already paid.
 // Growing each copy by `tokens` and resetting it (copy-assignment keeps the capacity) leaves them
-// as an engine's caches are after the first such stretch. The amortised cost of vector growth
-// (about one copy of the cache per doubling) is therefore not in the decode numbers.
+// as an engine's caches are after the first such stretch. The amortised cost of growth (about one
+// copy of the cache each time it grows by half) is therefore not in the decode numbers. Until
+// 2026-12-05 the quantized block's copy-assignment reallocated exactly, so every layer paid a
+// full reallocation at its first demotion inside the measured window: in that morning's report
+// LogQuant 4-bit took 36.8 us per appended token and 4,947 us per demoting append, and 6.3 and
+// 166 us once assignment kept the capacity (hand run, AVX-512).
 template <class Cache>
 void warm_up(std::vector<Cache>& caches, const Cache& first, const TokenPool& pool,
              std::size_t tokens) {
@@ -69,15 +73,19 @@ void bench_decode(benchmark::State& st, Kind k, logquant::Isa isa) {
     fill(first, pool, kDecodeContext - kSteadyTokens);
     for (std::size_t t = 0; t < kSteadyTokens; ++t)
       first.append(pool.key(first.size()), pool.value(first.size()), 1);
-    const std::size_t layers = cold_layers(first.memory_bytes());
+    // Layers: a whole number of demotion cycles (below), at least the cold count.
     const std::size_t cycle = demotion_cycle(k);
+    const std::size_t layers = (cold_layers(first.memory_bytes()) + cycle - 1) / cycle * cycle;
     std::vector<Cache> caches(layers, first);
     // Each layer gets `epoch` tokens (whole demotion cycles) before all are reset to 4K tokens.
     const std::size_t epoch = cycle * (1024 / cycle);
     warm_up(caches, first, pool, epoch + cycle);
-    // Layer j starts j mod cycle tokens into the demotion cycle, so every round over the layers
-    // samples the phases of the cycle evenly: the average covers whole cycles whatever the
-    // iteration count the library picks (a round is layers appends, not layers * cycle).
+    // Layer j starts j mod cycle tokens into the demotion cycle and the layer count is a multiple
+    // of the cycle, so every round over the layers holds each phase of the cycle equally often
+    // and demotes exactly one token per append: the average covers whole cycles whatever the
+    // iteration count the library picks (a round is layers appends, not layers * cycle). With a
+    // layer count that was not a multiple (72 layers, cycle 42: phases 0-29 twice, 30-41 once) a
+    // run of fewer rounds than the cycle has measured 1.16-1.18 demoted tokens per append.
     std::size_t quantized_start = 0;
     const auto start = [&] {
       quantized_start = 0;

@@ -125,6 +125,44 @@ TEST(QuantizedBlock, GrowthKeepsEveryHeadsBytesAndZeroesWhatIsAdded) {
   QuantizedBlock moved(std::move(assigned));
   expect_all_patterns(moved);
 
+  // Copy-assignment into a block whose capacity fits keeps its storage (like std::vector), holds
+  // the same bytes, and grows on from there exactly as a fresh copy does.
+  QuantizedBlock roomy(3, 40, 2, 4, 40);
+  roomy.reserve(2 * tokens, 2 * sizes.size());
+  roomy.append_group(300);
+  fill_group(roomy, 0);  // nonzero bytes where the appends below must find zeros
+  const std::uint8_t* roomy_data = roomy.key_codes(0);
+  roomy = copy;
+  EXPECT_EQ(roomy.key_codes(0), roomy_data);
+  EXPECT_EQ(roomy.capacity_tokens(), 2 * tokens);
+  EXPECT_EQ(roomy.group_first(), b.group_first());
+  expect_all_patterns(roomy);
+  QuantizedBlock fresh(copy);
+  for (QuantizedBlock* x : {&roomy, &fresh}) {
+    const std::size_t value_bytes_before = x->value_code_bytes();
+    x->append_group(21);  // zeroed, although roomy's storage held its 300-token group's bytes
+    const std::size_t key_row = x->key_code_bytes() / x->tokens();
+    for (std::size_t h = 0; h < x->heads(); ++h) {
+      for (std::size_t i = tokens * key_row; i < x->key_code_bytes(); ++i)
+        ASSERT_EQ(x->key_codes(h)[i], 0) << "head " << h;
+      for (std::size_t i = value_bytes_before; i < x->value_code_bytes(); ++i)
+        ASSERT_EQ(x->value_codes(h)[i], 0) << "head " << h;
+      for (std::size_t i = sizes.size() * 40; i < x->key_meta_count(); ++i)
+        ASSERT_EQ(x->key_meta(h)[i].scale, 0) << "head " << h;
+      for (std::size_t i = tokens; i < x->value_meta_count(); ++i)
+        ASSERT_EQ(x->value_meta(h)[i].scale, 0) << "head " << h;
+    }
+    fill_group(*x, x->groups() - 1);
+    expect_all_patterns(*x);
+  }
+  EXPECT_EQ(roomy.key_codes(0), roomy_data);
+  // Too small, or another layout: a new exact allocation, as a copy makes.
+  QuantizedBlock small(3, 40, 2, 4, 40);
+  small.append_group(10);
+  small = copy;
+  EXPECT_EQ(small.capacity_tokens(), b.tokens());
+  expect_all_patterns(small);
+
   // reserve: no reallocation (the same buffer) for appends within it.
   QuantizedBlock r(2, 128, 2, 2, 64);
   r.reserve(1000, 10);

@@ -13,7 +13,10 @@
 //
 // Capacity grows by half, not by doubling, when an append does not fit: on 2 MiB pages the
 // unused capacity between regions is resident memory, so the slack is kept to at most a third of
-// what is allocated. A copy allocates exactly what is used.
+// what is allocated. A copy allocates exactly what is used; copy-assignment reuses the target's
+// storage when it fits (like std::vector), so a cache reset to a copy of another (a server
+// restoring a shared prefix, the append benchmark resetting its layers) keeps the capacity it
+// grew to instead of paying a new allocation and a full copy at its next demotion.
 #pragma once
 
 #include <algorithm>
@@ -48,7 +51,18 @@ class QuantizedBlock {
     reallocate_from(o, o.tokens(), o.groups());
   }
   QuantizedBlock& operator=(const QuantizedBlock& o) {
-    if (this != &o) *this = QuantizedBlock(o);
+    if (this == &o) return *this;
+    const bool same_layout = heads_ == o.heads_ && head_dim_ == o.head_dim_ &&
+                             key_row_ == o.key_row_ && value_row_ == o.value_row_ &&
+                             value_groups_ == o.value_groups_;
+    if (same_layout && buffer_.data() != nullptr && o.tokens() <= capacity_tokens_ &&
+        o.groups() <= capacity_groups_) {
+      // Bytes past the used prefixes may be stale: append_group zeroes what it adds.
+      copy_used(o, buffer_.data(), stride_, key_meta_, value_codes_, value_meta_);
+      group_first_ = o.group_first_;
+    } else {
+      *this = QuantizedBlock(o);
+    }
     return *this;
   }
   QuantizedBlock(QuantizedBlock&&) noexcept = default;
@@ -124,6 +138,20 @@ class QuantizedBlock {
     return buffer_.data() + h * stride_ + offset;
   }
 
+  // Copies the used prefix of every region of `from` (of the same layout) into storage at `base`
+  // laid out with the given head stride and region offsets.
+  static void copy_used(const QuantizedBlock& from, std::uint8_t* base, std::size_t stride,
+                        std::size_t key_meta, std::size_t value_codes, std::size_t value_meta) {
+    for (std::size_t h = 0; h < from.heads_; ++h) {
+      std::uint8_t* head = base + h * stride;
+      std::memcpy(head, from.key_codes(h), from.key_code_bytes());
+      std::memcpy(head + key_meta, from.key_meta(h), from.key_meta_count() * sizeof(GroupParams));
+      std::memcpy(head + value_codes, from.value_codes(h), from.value_code_bytes());
+      std::memcpy(head + value_meta, from.value_meta(h),
+                  from.value_meta_count() * sizeof(GroupParams));
+    }
+  }
+
   // Moves (or copies, from another block) the used prefix of every region of `from` into a new
   // buffer sized for (tokens, groups); `from` may be *this.
   void reallocate_from(const QuantizedBlock& from, std::size_t tokens, std::size_t groups) {
@@ -132,18 +160,8 @@ class QuantizedBlock {
     const std::size_t value_meta = value_codes + round64(tiles_for(tokens) * value_row_);
     const std::size_t stride = value_meta + round64(tokens * value_groups_ * sizeof(GroupParams));
     Buffer buffer(heads_ * stride);
-    auto region = [&](std::size_t h, std::size_t offset) {
-      return buffer.data() + h * stride + offset;
-    };
     if (from.buffer_.data() != nullptr)
-      for (std::size_t h = 0; h < heads_; ++h) {
-        std::memcpy(region(h, 0), from.key_codes(h), from.key_code_bytes());
-        std::memcpy(region(h, key_meta), from.key_meta(h),
-                    from.key_meta_count() * sizeof(GroupParams));
-        std::memcpy(region(h, value_codes), from.value_codes(h), from.value_code_bytes());
-        std::memcpy(region(h, value_meta), from.value_meta(h),
-                    from.value_meta_count() * sizeof(GroupParams));
-      }
+      copy_used(from, buffer.data(), stride, key_meta, value_codes, value_meta);
     buffer_ = std::move(buffer);
     stride_ = stride;
     key_meta_ = key_meta;
