@@ -32,8 +32,8 @@ const TokenPool& append_pool() {
 // copy of the cache each time it grows by half) is therefore not in the decode numbers. Until
 // 2026-12-05 the quantized block's copy-assignment reallocated exactly, so every layer paid a
 // full reallocation at its first demotion inside the measured window: in that morning's report
-// LogQuant 4-bit took 36.8 us per appended token and 4,947 us per demoting append, and 6.3 and
-// 166 us once assignment kept the capacity (hand run, AVX-512).
+// LogQuant 4-bit took 36.8 us per appended token and 4,947 us per demoting append (AVX-512),
+// and 6.11 and 165 us in the 08:06 report once assignment kept the capacity.
 template <class Cache>
 void warm_up(std::vector<Cache>& caches, const Cache& first, const TokenPool& pool,
              std::size_t tokens) {

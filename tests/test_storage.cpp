@@ -156,7 +156,7 @@ TEST(QuantizedBlock, GrowthKeepsEveryHeadsBytesAndZeroesWhatIsAdded) {
     expect_all_patterns(*x);
   }
   EXPECT_EQ(roomy.key_codes(0), roomy_data);
-  // Too small, or another layout: a new exact allocation, as a copy makes.
+  // Too small: a new exact allocation, as a copy makes (another layout too: `assigned` above).
   QuantizedBlock small(3, 40, 2, 4, 40);
   small.append_group(10);
   small = copy;

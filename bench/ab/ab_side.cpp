@@ -2,10 +2,7 @@
 // working tree's headers and once against another revision's, the second time with the library's
 // namespace renamed (-Dlogquant=logquant_ab_base), so both versions of every inline kernel live
 // in one process. AB_SIDE names this side's entry points.
-#include <cstdio>
-#include <cstdlib>
 #include <random>
-#include <string>
 #include <vector>
 
 #include "../bench_util.hpp"

@@ -426,7 +426,8 @@ inline constexpr int kWeightTiles = 8 / NH;
 /// kernels::quantize_tile_weights of w_j = p_j scale_j into the chunk's weight scratch. The maxima
 /// of all T * NH weight vectors of a value group come from one transposing tree and their
 /// inverses from one division: done tile by tile, the short chain maximum -> division -> digits
-/// left the pipes idle (two tiles at a time: 4% faster in L2 at 4K, one KV head, Zen 5).
+/// left the pipes idle. Two tiles at a time (4 query heads per KV head), Zen 5, one KV head at 4K
+/// in L2: 0.94-0.97 of the time of one at a time (`bash scripts/ab_kernel.sh 442dad5 l2`).
 template <unsigned Bits, int NH, int T>
 LOGQUANT_AVX512_INLINE void tile_weights(const kernels::QuantizedHeadView& v, std::size_t t0,
                                          std::size_t n_last, const std::uint8_t* tile_codes,
