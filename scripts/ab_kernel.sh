@@ -8,8 +8,10 @@
 # the library's namespace renamed, and decode attention calls (LogQuant 2-bit, W = 42, Llama-3-8B
 # shape) alternate between the two. l2 (default): one KV head, 4096 tokens, one layer; cold: all
 # 8 KV heads, 16384 tokens, rotating over the cold benchmarks' layer count (LOGQUANT_BENCH_LLC_MIB
-# sizes it as in the suite). Prints time quantiles of both and their ratios (new / base), and the
-# largest output difference. Builds under build/ab with ${CXX:-g++}.
+# sizes it as in the suite). ISA (default avx512) may be NEW:BASE to give the two sides different
+# kernels, e.g. `bash scripts/ab_kernel.sh HEAD l2 4096 3000 avxvnni:avx2`. Prints time quantiles
+# of both and their ratios (new / base), and the largest output difference. Builds under build/ab
+# with ${CXX:-g++}.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/deps.sh

@@ -32,7 +32,8 @@ namespace {
 using namespace logquant;
 using kernels::KernelTable;
 
-const std::vector<Isa> kAllIsas = {Isa::kScalar, Isa::kAvx2, Isa::kAvx512, Isa::kNeon};
+const std::vector<Isa> kAllIsas = {Isa::kScalar, Isa::kAvx2, Isa::kAvxVnni, Isa::kAvx512,
+                                   Isa::kNeon};
 const std::vector<std::size_t> kHeadDims = {8, 16, 24, 64, 80, 96, 128, 256};
 
 // ---------------------------------------------------------------------------------------------
@@ -585,6 +586,8 @@ TEST(Dispatch, SupportedIsasAreBestFirstAndEndInScalar) {
 #endif
 #if LOGQUANT_HAVE_X86_KERNELS
   EXPECT_EQ(kernels::isa_supported(Isa::kAvx2), kernels::x86_features().avx2);
+  EXPECT_EQ(kernels::isa_supported(Isa::kAvxVnni),
+            LOGQUANT_HAVE_AVXVNNI_KERNELS && kernels::x86_features().avx_vnni);
   EXPECT_EQ(kernels::isa_supported(Isa::kAvx512), kernels::x86_features().avx512_vnni);
   EXPECT_FALSE(kernels::isa_supported(Isa::kNeon));
 #endif
@@ -624,6 +627,7 @@ TEST(Dispatch, TestRequireTurnsASkipIntoAFailure) {
   EXPECT_TRUE(parse_required("").empty());
   EXPECT_EQ(parse_required("avx2,avx512"), (std::vector<Isa>{Isa::kAvx2, Isa::kAvx512}));
   EXPECT_EQ(parse_required("neon"), (std::vector<Isa>{Isa::kNeon}));
+  EXPECT_EQ(parse_required("avxvnni"), (std::vector<Isa>{Isa::kAvxVnni}));
   EXPECT_THROW(parse_required("avx2,avx3"), InvalidArgument);
   const std::vector<Isa> required = {Isa::kAvx2, Isa::kAvx512};
   EXPECT_EQ(availability(Isa::kAvx2, true, required), Availability::kRun);

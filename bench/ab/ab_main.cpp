@@ -29,7 +29,7 @@ double quantile(std::vector<double> v, double q) {
 }
 
 int usage() {
-  std::fprintf(stderr, "usage: logquant_ab l2|cold [ctx] [calls] [isa]\n");
+  std::fprintf(stderr, "usage: logquant_ab l2|cold [ctx] [calls] [isa | new_isa:base_isa]\n");
   return 2;
 }
 
@@ -42,14 +42,19 @@ int main(int argc, char** argv) {
   const bool l2 = mode == "l2";
   const std::size_t ctx = argc > 2 ? std::strtoul(argv[2], nullptr, 10) : (l2 ? 4096 : 16384);
   const std::size_t calls = argc > 3 ? std::strtoul(argv[3], nullptr, 10) : (l2 ? 5000 : 800);
-  const char* isa = argc > 4 ? argv[4] : "avx512";
+  // ISA, or NEW:BASE for two ISAs of one revision (e.g. avxvnni:avx2 with REV = HEAD).
+  const std::string isa_arg = argc > 4 ? argv[4] : "avx512";
+  const std::size_t colon = isa_arg.find(':');
+  const std::string isa_new = isa_arg.substr(0, colon);
+  const std::string isa_base = colon == std::string::npos ? isa_new : isa_arg.substr(colon + 1);
+  const char* isa = isa_arg.c_str();
   if (ctx == 0 || calls == 0) return usage();
 
   void* base = nullptr;
   void* next = nullptr;
   try {
-    base = ab_setup_base(l2, ctx, isa);
-    next = ab_setup_new(l2, ctx, isa);
+    base = ab_setup_base(l2, ctx, isa_base.c_str());
+    next = ab_setup_new(l2, ctx, isa_new.c_str());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "logquant_ab: %s\n", e.what());
     return 2;

@@ -1,7 +1,7 @@
 // Run-time choice of kernels. Every ISA compiled into this build is listed once, best first, with
 // a check of whether this CPU can run it; the choice is made once per process (the first call of
-// default_table), not per kernel call. LOGQUANT_ISA=scalar|avx2|avx512|neon forces one, and an
-// unknown or unsupported name is an error, never a silent fallback.
+// default_table), not per kernel call. LOGQUANT_ISA=scalar|avx2|avxvnni|avx512|neon forces one,
+// and an unknown or unsupported name is an error, never a silent fallback.
 #pragma once
 
 #include <cstdlib>
@@ -15,6 +15,7 @@
 #if LOGQUANT_HAVE_X86_KERNELS
 #include "avx2/table.hpp"
 #include "avx512/table.hpp"
+#include "avxvnni/table.hpp"
 #endif
 #if LOGQUANT_HAVE_NEON_KERNELS
 #include "neon/table.hpp"
@@ -39,6 +40,9 @@ inline const std::vector<IsaKernels>& compiled_isas() {
   static const std::vector<IsaKernels> list = {
 #if LOGQUANT_HAVE_X86_KERNELS
       {Isa::kAvx512, &avx512::supported, &avx512::table},
+#if LOGQUANT_HAVE_AVXVNNI_KERNELS
+      {Isa::kAvxVnni, &avxvnni::supported, &avxvnni::table},
+#endif
       {Isa::kAvx2, &avx2::supported, &avx2::table},
 #endif
 #if LOGQUANT_HAVE_NEON_KERNELS
@@ -79,10 +83,10 @@ inline const KernelTable& table_for(Isa isa) {
 
 /// Parses an ISA name as LOGQUANT_ISA spells it; throws InvalidArgument on an unknown name.
 inline Isa parse_isa(const std::string& name) {
-  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512, Isa::kNeon})
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvxVnni, Isa::kAvx512, Isa::kNeon})
     if (name == isa_name(isa)) return isa;
   throw InvalidArgument("logquant: LOGQUANT_ISA='" + name +
-                        "' is not one of scalar, avx2, avx512, neon");
+                        "' is not one of scalar, avx2, avxvnni, avx512, neon");
 }
 
 /// The choice default_table() makes, given the value of LOGQUANT_ISA (null or empty: unset): the

@@ -12,14 +12,16 @@
 
 namespace logquant {
 
-/// Instruction sets logquant has kernels for.
-enum class Isa { kScalar, kAvx2, kAvx512, kNeon };
+/// Instruction sets logquant has kernels for. kAvxVnni: the AVX2 kernels with VEX vpdpbusd
+/// (AVX-VNNI CPUs without AVX-512, e.g. Intel client cores since Alder Lake).
+enum class Isa { kScalar, kAvx2, kAvx512, kNeon, kAvxVnni };
 
-/// The name LOGQUANT_ISA uses for an ISA: "scalar", "avx2", "avx512" or "neon".
+/// The name LOGQUANT_ISA uses for an ISA: "scalar", "avx2", "avxvnni", "avx512" or "neon".
 inline const char* isa_name(Isa isa) {
   switch (isa) {
     case Isa::kScalar: return "scalar";
     case Isa::kAvx2: return "avx2";
+    case Isa::kAvxVnni: return "avxvnni";
     case Isa::kAvx512: return "avx512";
     case Isa::kNeon: return "neon";
   }

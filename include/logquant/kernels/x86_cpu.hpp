@@ -52,6 +52,16 @@
 
 /// The attribute of every function in logquant::avx2 (Haswell and later, Zen and later).
 #define LOGQUANT_TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
+/// AVX-VNNI (Alder Lake and later Intel client cores, Sierra Forest, Zen 5): vpdpbusd on YMM
+/// registers, VEX-encoded, without AVX-512. logquant::avxvnni is logquant::avx2's attention with
+/// its u8 x s8 products on vpdpbusd; GCC 11 and clang 13 (Apple clang 13) first accept the target.
+#if (defined(__clang__) && __clang_major__ >= 13) || \
+    (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 11)
+#define LOGQUANT_HAVE_AVXVNNI_KERNELS 1
+#else
+#define LOGQUANT_HAVE_AVXVNNI_KERNELS 0
+#endif
+#define LOGQUANT_TARGET_AVXVNNI __attribute__((target("avx2,fma,f16c,avxvnni")))
 /// The attribute of every function in logquant::avx512: F, BW, VL, DQ and VNNI (Cascade Lake, Ice
 /// Lake, Sapphire Rapids, Zen 4 and later). An AVX-512 CPU without VNNI (Skylake-SP/X) gets the
 /// AVX2 kernels: VNNI is where AVX-512 pays for this workload, and one path per ISA keeps every
@@ -68,6 +78,7 @@ struct X86Features {
   bool avx2 = false;    ///< AVX2 + FMA + F16C, with YMM state enabled by the OS
   bool avx512 = false;  ///< AVX-512 F/BW/VL/DQ, with ZMM and opmask state enabled by the OS
   bool avx512_vnni = false;
+  bool avx_vnni = false;  ///< AVX2 as above + AVX-VNNI (VEX vpdpbusd on YMM)
 };
 
 namespace detail {
@@ -96,9 +107,16 @@ inline X86Features detect_x86_features() {
   const bool avx512f = (ebx >> 16) & 1u, avx512dq = (ebx >> 17) & 1u;
   const bool avx512bw = (ebx >> 30) & 1u, avx512vl = (ebx >> 31) & 1u;
   const bool vnni = (ecx >> 11) & 1u;
+  const unsigned max_subleaf = eax;
+  bool avx_vnni = false;
+  if (max_subleaf >= 1) {
+    __cpuid_count(7, 1, eax, ebx, ecx, edx);
+    avx_vnni = (eax >> 4) & 1u;
+  }
   f.avx2 = ymm_state && avx2 && fma && f16c;
   f.avx512 = f.avx2 && zmm_state && avx512f && avx512dq && avx512bw && avx512vl;
   f.avx512_vnni = f.avx512 && vnni;
+  f.avx_vnni = f.avx2 && avx_vnni;
   return f;
 }
 
