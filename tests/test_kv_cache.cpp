@@ -192,6 +192,85 @@ TEST(KVCache, ChunkingInvarianceIsBitExact) {
   }
 }
 
+// reserve(n) runs a copy of the selector ahead and makes room for exactly what n tokens need, for
+// every selector: appending up to n tokens afterwards (in any chunks) allocates nothing, and the
+// cache attends bit for bit as one that was never reserved. Without reserve the same appends grow
+// the allocation (so the check can fail). A copy holds only what it uses; a fork reserves too.
+template <class Selector>
+void check_reserve(Selector sel, std::size_t before, std::size_t total) {
+  const CacheConfig cfg = config(32, 2, 2, 2);
+  const Data d = make_data(total, 2, 32, 21);
+  const auto q = random_queries(4, 32, 22);
+  auto grown = filled(cfg, sel, d, before);
+  auto reserved = filled(cfg, sel, d, before);
+  reserved.reserve(total);
+  const std::size_t room = reserved.allocated_bytes();
+  EXPECT_GE(room, reserved.memory_bytes());
+  std::mt19937 rng(23);
+  auto append_to = [&](auto& cache, std::size_t from, std::size_t to, bool fixed) {
+    const std::size_t bytes = cache.allocated_bytes();
+    for (std::size_t done = from; done < to;) {
+      const std::size_t step = std::min<std::size_t>(to - done, 1 + rng() % 40);
+      cache.append(d.keys.data() + done * 64, d.values.data() + done * 64, step);
+      done += step;
+      if (fixed) {
+        ASSERT_EQ(cache.allocated_bytes(), bytes) << "after " << done << " tokens";
+      }
+    }
+  };
+  append_to(reserved, before, total, true);
+  const std::size_t grown_bytes = grown.allocated_bytes();
+  append_to(grown, before, total, false);
+  EXPECT_GT(grown.allocated_bytes(), grown_bytes) << "the unreserved cache should have grown";
+  EXPECT_EQ(attend(reserved, q, 4), attend(grown, q, 4));
+  EXPECT_EQ(reserved.memory_bytes(), grown.memory_bytes());
+
+  // A fork at `before` tokens, reserved, decodes to `total` without allocating.
+  const auto prefix = filled(cfg, sel, d, before);
+  auto fork = prefix;
+  EXPECT_LE(fork.allocated_bytes(), prefix.allocated_bytes());
+  fork.reserve(total);
+  append_to(fork, before, total, true);
+  EXPECT_EQ(attend(fork, q, 4), attend(grown, q, 4));
+
+  // Never shrinks; a size at or below size() changes nothing.
+  reserved.reserve(before);
+  reserved.reserve(total);
+  EXPECT_EQ(reserved.allocated_bytes(), room);
+}
+
+TEST(KVCache, ReserveMakesLaterAppendsAllocationFree) {
+  {
+    SCOPED_TRACE("LogSelector(8)");
+    check_reserve(LogSelector(8), 37, 700);
+  }
+  {
+    SCOPED_TRACE("RecentSelector(32)");
+    check_reserve(RecentSelector(32), 5, 600);
+  }
+  {
+    SCOPED_TRACE("SinkSelector(4, 40, 16)");
+    check_reserve(SinkSelector(4, 40, 16), 100, 650);
+  }
+  {
+    SCOPED_TRACE("FullSelector");
+    check_reserve(FullSelector(), 10, 300);
+  }
+}
+
+TEST(KVCache, ReserveRejectsImpossibleSizes) {
+  KVCache<LogSelector> cache(config(32, 2), LogSelector(8));
+  try {
+    cache.reserve(std::size_t{1} << 32);
+    FAIL() << "expected InvalidArgument";
+  } catch (const InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("KVCache::reserve: tokens = 4294967296"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(cache.size(), 0u);
+}
+
 // Splitting the cache into parts (16-aligned in the quantized block) and merging the partial
 // states equals attending the whole, up to float summation order: a split changes where the running
 // maximum rises and so how often sums are rescaled, a few ulp per rescale (1e-5 relative; measured

@@ -113,12 +113,13 @@ class QuantizedBlock {
     group_first_.push_back(static_cast<std::uint32_t>(t1));
   }
 
-  /// Makes room for `tokens` tokens in `groups` key groups without reallocating (loading: the
-  /// sizes are known up front).
+  /// Makes room for `tokens` tokens in `groups` key groups without reallocating (loading, and
+  /// KVCache::reserve: the sizes are known up front).
   void reserve(std::size_t tokens, std::size_t groups) {
     if (tokens > capacity_tokens_ || groups > capacity_groups_)
       reallocate_from(*this, std::max(tokens, capacity_tokens_),
                       std::max(groups, capacity_groups_));
+    group_first_.reserve(groups + 1);
   }
 
   /// Bytes allocated (capacity, rounded to whole pages): at least the used sizes summed.
