@@ -203,8 +203,8 @@ class KVCache {
 
   /// Makes room for the cache to grow to `tokens` tokens without reallocating anything, like
   /// std::vector::reserve: an engine that knows its context length calls it once, and no later
-  /// append pays for a reallocation (a copy of the quantized block onto fresh pages, tens of ms
-  /// for a 16K-token layer on our test machine, at whichever decode step crosses the capacity).
+  /// append pays for a reallocation (a copy of the quantized block onto fresh pages at whichever
+  /// decode step crosses the capacity; examples/fork_reserve.cpp measures it).
   /// The room is exact for every selector: a copy of the selector is run ahead to `tokens` to
   /// count the demotions. A copy of a cache holds only what it uses; reserve on a fork that
   /// goes on decoding. Never shrinks; `tokens` <= size() does nothing. allocated_bytes() shows

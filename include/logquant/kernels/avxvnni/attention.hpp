@@ -1,7 +1,7 @@
 // The AVX-VNNI attention kernels (logquant::avxvnni): attention_body.hpp, the AVX2 kernels, with
 // their u8 x s8 products on VEX vpdpbusd. Zen 5 guest, LogQuant 2-bit W = 42, Llama-3-8B shape:
-// 0.86-0.88 of the AVX2 kernels' time in L2 and cold (`bash scripts/ab_kernel.sh HEAD l2 4096
-// 3000 avxvnni:avx2`; docs/performance.md, "AVX-VNNI").
+// medians 0.85-0.88 of the AVX2 kernels' time in L2 (`bash scripts/ab_kernel.sh HEAD l2 4096 3000
+// avxvnni:avx2`), 0.86-0.99 cold (docs/performance.md, "AVX-VNNI").
 #pragma once
 
 #include "../../config.hpp"
