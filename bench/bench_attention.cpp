@@ -402,7 +402,9 @@ LOGQUANT_X86_KERNELS_END
 // head in all; the metadata is read and summed. No softmax, no scaling, no operand quantization:
 // a lower bound for any kernel of this design, not a kernel. The arrays are streamed in order on
 // 2 MiB pages, where the hardware prefetchers keep up (software prefetching 4 KB ahead made it
-// slower on Zen 4: 968 against 776 us at 16K cold, one run each). Operands in registers, not
+// slower on Zen 4: 968 against 776 us at 16K cold, one run each; on the Zen 5 guest, T0 1, 2, 4
+// or 8 KB ahead: 477, 458, 451, 444 against 429 us, medians of 6 randomly interleaved
+// repetitions, 2026-12-05). Operands in registers, not
 // broadcast from memory per vpdpbusd as this benchmark first did: on the Zen 5 guest that form
 // streamed at half the rate cold (a throwaway copy: 7.8-8.2 against 14.0-15.2 GB/s) and took
 // longer than the whole kernel, so it was no floor; the kernel shares each broadcast among 3-4
