@@ -7,6 +7,16 @@
 #define LOGQUANT_SCALAR_ONLY 0
 #endif
 
+// LOGQUANT_SEPARATE_KERNELS=1 compiles the SIMD kernels in one translation unit instead of in
+// every one that includes logquant (each such unit otherwise spends ~25 s of GCC -O2 on them):
+// define it for every unit of the program (a target-wide compile definition), and in exactly one
+// unit also define LOGQUANT_KERNELS_IMPLEMENTATION before including <logquant/logquant.hpp>.
+// Leaving that unit out is a link error (undefined logquant::kernels::compiled_isas()). Mixing
+// units with and without LOGQUANT_SEPARATE_KERNELS in one program is not supported.
+#if !defined(LOGQUANT_SEPARATE_KERNELS)
+#define LOGQUANT_SEPARATE_KERNELS 0
+#endif
+
 #if !LOGQUANT_SCALAR_ONLY && (defined(__x86_64__) || defined(_M_X64)) && \
     (defined(__GNUC__) || defined(__clang__))
 #define LOGQUANT_HAVE_X86_KERNELS 1

@@ -2,6 +2,10 @@
 // a check of whether this CPU can run it; the choice is made once per process (the first call of
 // default_table), not per kernel call. LOGQUANT_ISA=scalar|avx2|avxvnni|avx512|neon forces one,
 // and an unknown or unsupported name is an error, never a silent fallback.
+//
+// With LOGQUANT_SEPARATE_KERNELS (config.hpp) only compiled_isas() sees the ISA kernels, and it
+// is defined once, in the unit that defines LOGQUANT_KERNELS_IMPLEMENTATION; every other unit
+// reaches the kernels through the function pointers of the tables it returns.
 #pragma once
 
 #include <cstdlib>
@@ -12,12 +16,18 @@
 #include "../error.hpp"
 #include "kernel_table.hpp"
 
-#if LOGQUANT_HAVE_X86_KERNELS
+#if !LOGQUANT_SEPARATE_KERNELS || defined(LOGQUANT_KERNELS_IMPLEMENTATION)
+#define LOGQUANT_DETAIL_DEFINE_COMPILED_ISAS 1
+#else
+#define LOGQUANT_DETAIL_DEFINE_COMPILED_ISAS 0
+#endif
+
+#if LOGQUANT_DETAIL_DEFINE_COMPILED_ISAS && LOGQUANT_HAVE_X86_KERNELS
 #include "avx2/table.hpp"
 #include "avx512/table.hpp"
 #include "avxvnni/table.hpp"
 #endif
-#if LOGQUANT_HAVE_NEON_KERNELS
+#if LOGQUANT_DETAIL_DEFINE_COMPILED_ISAS && LOGQUANT_HAVE_NEON_KERNELS
 #include "neon/table.hpp"
 #endif
 
@@ -35,8 +45,18 @@ namespace detail {
 inline bool always_supported() { return true; }
 }  // namespace detail
 
+#if LOGQUANT_SEPARATE_KERNELS
+/// Every ISA compiled into this build, best first; defined in the LOGQUANT_KERNELS_IMPLEMENTATION
+/// unit, so a program without one fails to link.
+const std::vector<IsaKernels>& compiled_isas();
+#endif
+
+#if LOGQUANT_DETAIL_DEFINE_COMPILED_ISAS
 /// Every ISA compiled into this build, best first. A new ISA is one #if block here.
-inline const std::vector<IsaKernels>& compiled_isas() {
+#if !LOGQUANT_SEPARATE_KERNELS
+inline
+#endif
+const std::vector<IsaKernels>& compiled_isas() {
   static const std::vector<IsaKernels> list = {
 #if LOGQUANT_HAVE_X86_KERNELS
       {Isa::kAvx512, &avx512::supported, &avx512::table},
@@ -52,6 +72,7 @@ inline const std::vector<IsaKernels>& compiled_isas() {
   };
   return list;
 }
+#endif
 
 /// True when `isa`'s kernels are compiled in and this CPU runs them.
 inline bool isa_supported(Isa isa) {
@@ -104,3 +125,5 @@ inline const KernelTable& default_table() {
 
 }  // namespace kernels
 }  // namespace logquant
+
+#undef LOGQUANT_DETAIL_DEFINE_COMPILED_ISAS
