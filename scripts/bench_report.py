@@ -98,7 +98,8 @@ def machine():
     except OSError:
         pass
     return (f"{info.get('Model name', platform.processor())}, {info.get('CPU(s)', '?')} cores, "
-            f"L3 {info.get('L3 cache', '?')}, {mem}")
+            f"{'L3 ' + info['L3 cache'] if 'L3 cache' in info else 'L3 size not reported by lscpu'}"
+            f", {mem}")
 
 
 def main():
