@@ -8,7 +8,7 @@
 #endif
 
 // LOGQUANT_SEPARATE_KERNELS=1 compiles the SIMD kernels in one translation unit instead of in
-// every one that includes logquant (each such unit otherwise spends ~25 s of GCC -O2 on them):
+// every one that includes logquant (each such unit otherwise spends ~20 s of GCC -O2 on them, README):
 // define it for every unit of the program (a target-wide compile definition), and in exactly one
 // unit also define LOGQUANT_KERNELS_IMPLEMENTATION before including <logquant/logquant.hpp>.
 // Leaving that unit out is a link error (undefined logquant::kernels::compiled_isas()). Mixing
