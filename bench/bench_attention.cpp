@@ -426,6 +426,20 @@ FloorArrays floor_arrays(const logquant::kernels::QuantizedHeadView& v) {
 }
 
 LOGQUANT_X86_KERNELS_BEGIN
+// One 64-byte code vector: four planes, 16 vpdpbusd into acc[h * 4 + k].
+inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vnni" LOGQUANT_X86_EVEX512)))
+void floor_planes(__m512i x, __m512i mask, const __m512i* op, __m512i* acc) {
+  const __m512i plane[4] = {_mm512_and_si512(x, mask),
+                            _mm512_and_si512(_mm512_srli_epi16(x, 2), mask),
+                            _mm512_and_si512(_mm512_srli_epi16(x, 4), mask),
+                            _mm512_and_si512(_mm512_srli_epi16(x, 6), mask)};
+  LOGQUANT_UNROLL
+  for (int h = 0; h < 4; ++h)
+    LOGQUANT_UNROLL
+    for (int k = 0; k < 4; ++k)
+      acc[h * 4 + k] = _mm512_dpbusd_epi32(acc[h * 4 + k], plane[k], op[h]);
+}
+
 __attribute__((target("avx512f,avx512bw,avx512vnni" LOGQUANT_X86_EVEX512))) __m512i
 floor_codes(const std::uint8_t* codes, std::size_t bytes, const std::int32_t* operands,
             __m512i check) {
@@ -433,18 +447,8 @@ floor_codes(const std::uint8_t* codes, std::size_t bytes, const std::int32_t* op
   __m512i acc[16], op[4];
   for (int i = 0; i < 16; ++i) acc[i] = _mm512_setzero_si512();
   for (int h = 0; h < 4; ++h) op[h] = _mm512_set1_epi32(operands[h]);
-  for (std::size_t b = 0; b + 64 <= bytes; b += 64) {
-    const __m512i x = _mm512_load_si512(codes + b);
-    const __m512i plane[4] = {_mm512_and_si512(x, mask),
-                              _mm512_and_si512(_mm512_srli_epi16(x, 2), mask),
-                              _mm512_and_si512(_mm512_srli_epi16(x, 4), mask),
-                              _mm512_and_si512(_mm512_srli_epi16(x, 6), mask)};
-    LOGQUANT_UNROLL
-    for (int h = 0; h < 4; ++h)
-      LOGQUANT_UNROLL
-      for (int k = 0; k < 4; ++k)
-        acc[h * 4 + k] = _mm512_dpbusd_epi32(acc[h * 4 + k], plane[k], op[h]);
-  }
+  for (std::size_t b = 0; b + 64 <= bytes; b += 64)
+    floor_planes(_mm512_load_si512(codes + b), mask, op, acc);
   for (int i = 0; i < 16; ++i) check = _mm512_add_epi32(check, acc[i]);
   return check;
 }
@@ -463,15 +467,164 @@ floor_attend(const logquant::kernels::QuantizedHeadView& v, const std::int32_t* 
   }
   return _mm512_reduce_add_epi32(check);
 }
+
+// The cheapest exp that int8 softmax weights allow, 2^t for t <= 0 in 6 operations (with the FMA
+// that puts a score in base 2, 7): round, subtract, a degree-3 polynomial (relative error ~1e-4,
+// under the 1/254 of an int8 weight), exact scaling. The library's exp_ps takes 11 (degree 5).
+inline __attribute__((always_inline, target("avx512f,avx512dq" LOGQUANT_X86_EVEX512))) __m512
+floor_exp2(__m512 t) {
+  const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 r = _mm512_sub_ps(t, n);
+  __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(0.0555041f), r, _mm512_set1_ps(0.2402265f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.6931472f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(p, n);
+}
+
+// The floor of the format's whole arithmetic (attend-floor-mix): floor_codes' planes and 16
+// vpdpbusd per token and KV head, plus the float work the integer contract (kernels/common.hpp)
+// adds around them at 4 query heads, head_dim 128 and value groups of 64, each counted at its
+// least:
+//  - per key group (W = 42 tokens): the query preparation, i.e. the group's fp16 metadata
+//    converted, q_c scale_c (multiply), its largest magnitude (vrangeps), the bias (FMA), one
+//    division, the digits (multiply, convert), for 4 heads x 8 channel vectors;
+//  - per 16 tokens: each head's score (convert, FMA into base 2), numerator (floor_exp2) and sum;
+//    the tile's value metadata converted, and per head and value group the weights (multiply,
+//    min FMA, multiply, convert);
+//  - per value code vector (16 channels x 16 tokens): each head's float combination (convert,
+//    FMA).
+// No dependences between the two passes, no score or weight stores, no maximum trees, no
+// full-precision tokens: each simplification can only make it faster than a kernel doing the same
+// work, so it is a lower bound for this format, not a kernel. `zero` is 0 at run time (the compiler cannot know), so the
+// exp arguments stay at -1 and no operation meets an infinity or a denormal.
+__attribute__((target("avx512f,avx512bw,avx512dq,avx512vnni,f16c" LOGQUANT_X86_EVEX512)))
+std::int32_t floor_mix_attend(const logquant::kernels::QuantizedHeadView& v,
+                              const std::int32_t* operands, const float* q, float zero) {
+  constexpr std::size_t kDim = 128, kHeads = 4;
+  const __m512i mask = _mm512_set1_epi8(3);
+  __m512i op[kHeads], check = _mm512_setzero_si512();
+  for (std::size_t h = 0; h < kHeads; ++h) op[h] = _mm512_set1_epi32(operands[h]);
+
+  // Keys, group by group.
+  alignas(64) float qs[kHeads][kDim];
+  alignas(64) float qscale[kHeads], bias[kHeads];
+  __m512i acc[16];
+  for (auto& a : acc) a = _mm512_setzero_si512();
+  __m512 p[kHeads], sum[kHeads];
+  for (std::size_t h = 0; h < kHeads; ++h) p[h] = sum[h] = _mm512_setzero_ps();
+  const std::size_t row_bytes = v.key_row_bytes();
+  std::size_t vectors = 0;
+  for (std::size_t g = 0; g < v.groups; ++g) {
+    __m512 vmax[kHeads], vbias[kHeads];
+    for (std::size_t h = 0; h < kHeads; ++h) vmax[h] = vbias[h] = _mm512_setzero_ps();
+    const auto* meta = reinterpret_cast<const std::int32_t*>(v.key_meta + g * kDim);
+    LOGQUANT_UNROLL
+    for (std::size_t c = 0; c < kDim; c += 16) {
+      const __m512i raw = _mm512_loadu_si512(meta + c);
+      const __m512 scale = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(raw));
+      const __m512 min = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(raw, 16)));
+      LOGQUANT_UNROLL
+      for (std::size_t h = 0; h < kHeads; ++h) {
+        const __m512 qv = _mm512_loadu_ps(q + h * kDim + c);
+        const __m512 x = _mm512_mul_ps(qv, scale);
+        vmax[h] = _mm512_range_ps(vmax[h], x, 0x0b);
+        vbias[h] = _mm512_fmadd_ps(qv, min, vbias[h]);
+        _mm512_store_ps(&qs[h][c], x);
+      }
+    }
+    const __m512 most =
+        _mm512_max_ps(_mm512_max_ps(vmax[0], vmax[1]), _mm512_max_ps(vmax[2], vmax[3]));
+    const __m512 inv = _mm512_div_ps(_mm512_set1_ps(127.0f), most);
+    LOGQUANT_UNROLL
+    for (std::size_t h = 0; h < kHeads; ++h) {
+      qscale[h] = _mm512_reduce_add_ps(_mm512_mul_ps(vmax[h], _mm512_set1_ps(zero)));
+      bias[h] = _mm512_reduce_add_ps(_mm512_mul_ps(vbias[h], _mm512_set1_ps(zero))) - 1.0f;
+      LOGQUANT_UNROLL
+      for (std::size_t c = 0; c < kDim; c += 16)
+        check = _mm512_add_epi32(check,
+                                 _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_load_ps(&qs[h][c]), inv)));
+    }
+    const std::uint8_t* codes = v.key_codes + v.group_first[g] * row_bytes;
+    const std::size_t bytes = (v.group_first[g + 1] - v.group_first[g]) * row_bytes;
+    for (std::size_t b = 0; b + 64 <= bytes; b += 64) {
+      floor_planes(_mm512_load_si512(codes + b), mask, op, acc);
+      if (++vectors % (kDim / 16) == 0) {  // one tile row of 16 tokens
+        LOGQUANT_UNROLL
+        for (std::size_t h = 0; h < kHeads; ++h) {
+          const __m512 t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[h * 4]),
+                                           _mm512_set1_ps(qscale[h]), _mm512_set1_ps(bias[h]));
+          p[h] = floor_exp2(t);
+          sum[h] = _mm512_add_ps(sum[h], p[h]);
+        }
+      }
+    }
+  }
+  for (std::size_t i = 0; i < 16; ++i) check = _mm512_add_epi32(check, acc[i]);
+
+  // Values, 16 tokens (8 code vectors at head_dim 128) at a time.
+  for (auto& a : acc) a = _mm512_setzero_si512();
+  __m512 facc[kHeads], msum[kHeads];
+  for (std::size_t h = 0; h < kHeads; ++h) facc[h] = msum[h] = _mm512_setzero_ps();
+  const __m512 wscale = _mm512_set1_ps(zero), winv = _mm512_set1_ps(1.0f + zero);
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  const std::size_t tiles = logquant::tiles_for(v.tokens);
+  for (std::size_t t = 0; t < tiles; ++t) {
+    const auto* meta = reinterpret_cast<const std::int32_t*>(v.value_meta + t * 16 * 2);
+    const __m512i a = _mm512_loadu_si512(meta), b = _mm512_loadu_si512(meta + 16);
+    __m512 scale[2], min[2];
+    LOGQUANT_UNROLL
+    for (int gi = 0; gi < 2; ++gi) {
+      const __m512i raw = _mm512_permutex2var_epi32(a, gi == 0 ? even : odd, b);
+      scale[gi] = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(raw));
+      min[gi] = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(raw, 16)));
+    }
+    LOGQUANT_UNROLL
+    for (std::size_t h = 0; h < kHeads; ++h)
+      LOGQUANT_UNROLL
+      for (int gi = 0; gi < 2; ++gi) {
+        const __m512 w = _mm512_mul_ps(p[h], scale[gi]);
+        msum[h] = _mm512_fmadd_ps(p[h], min[gi], msum[h]);
+        check = _mm512_add_epi32(check, _mm512_cvtps_epi32(_mm512_mul_ps(w, winv)));
+      }
+    const std::uint8_t* codes = v.value_codes + t * (kDim / 16) * 64;
+    LOGQUANT_UNROLL
+    for (std::size_t ct = 0; ct < kDim / 16; ++ct) {
+      floor_planes(_mm512_load_si512(codes + ct * 64), mask, op, acc);
+      LOGQUANT_UNROLL
+      for (std::size_t h = 0; h < kHeads; ++h)
+        facc[h] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[h * 4 + ct % 4]), wscale, facc[h]);
+    }
+  }
+  for (std::size_t i = 0; i < 16; ++i) check = _mm512_add_epi32(check, acc[i]);
+  __m512 f = _mm512_setzero_ps();
+  for (std::size_t h = 0; h < kHeads; ++h)
+    f = _mm512_add_ps(f, _mm512_add_ps(_mm512_add_ps(sum[h], msum[h]), facc[h]));
+  return _mm512_reduce_add_epi32(check) + static_cast<std::int32_t>(_mm512_reduce_add_ps(f));
+}
+
 LOGQUANT_X86_KERNELS_END
 
 // attend-floor: floor_attend over every KV head of the cold LogQuant data set (the same layers
-// as attend/.../cache:logquant2-w42). MB_read counts the bytes it streams (codes and metadata).
-void bench_attend_floor(benchmark::State& st, const Shape& s, logquant::Isa isa, std::size_t ctx) {
+// as attend/.../cache:logquant2-w42); attend-floor-mix (mix = true): floor_mix_attend. MB_read
+// counts the bytes they stream (codes and metadata).
+void bench_attend_floor(benchmark::State& st, const Shape& s, logquant::Isa isa, std::size_t ctx,
+                        bool mix) {
   using Cache = logquant::KVCache<logquant::LogSelector>;
   const auto& data = kvcache_layers<Cache>(s, Kind::kLogQuant2W42, isa, ctx);
   std::int32_t operands[16];
   for (int i = 0; i < 16; ++i) operands[i] = 0x01020304 * (i + 1);
+  std::vector<float> q(4 * s.head_dim);
+  for (std::size_t i = 0; i < q.size(); ++i) q[i] = std::sin(0.37f * static_cast<float>(i));
+  volatile float zero_source = 0.0f;
+  const float zero = zero_source;
+  const auto view = data.caches.front().quantized_view(0);
+  if (mix && (view.head_dim != 128 || view.value_group != 64 || view.key_bits != 2 ||
+              view.value_bits != 2 || s.q_heads != 4 * s.kv_heads)) {
+    st.SkipWithError("attend-floor-mix is written for 2-bit codes, head_dim 128, value groups of "
+                     "64 and 4 query heads per KV head");
+    return;
+  }
   std::size_t bytes = 0;
   for (std::size_t kv = 0; kv < s.kv_heads; ++kv)
     bytes += floor_arrays(data.caches.front().quantized_view(kv)).bytes();
@@ -479,11 +632,37 @@ void bench_attend_floor(benchmark::State& st, const Shape& s, logquant::Isa isa,
   std::int32_t check = 0;
   for (auto _ : st) {
     const Cache& c = data.caches[i++ % data.caches.size()];
-    for (std::size_t kv = 0; kv < s.kv_heads; ++kv) check += floor_attend(c.quantized_view(kv), operands);
+    for (std::size_t kv = 0; kv < s.kv_heads; ++kv)
+      check += mix ? floor_mix_attend(c.quantized_view(kv), operands, q.data(), zero)
+                   : floor_attend(c.quantized_view(kv), operands);
     benchmark::DoNotOptimize(check);
   }
   st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations() * bytes));
   st.counters["MB_read"] = static_cast<double>(bytes) / 1e6;
+  st.counters["layers"] = static_cast<double>(data.caches.size());
+  st.counters["ctx"] = static_cast<double>(ctx);
+}
+
+// attend-fp-part: the library's own call for the full-precision tokens alone of the same cold
+// layers (KVCache::attend_partial over [quantized_size(), size())), which attend-floor-mix leaves
+// out: what the kernel pays for them. MB_read counts their bytes.
+void bench_attend_fp_part(benchmark::State& st, const Shape& s, logquant::Isa isa,
+                          std::size_t ctx) {
+  using Cache = logquant::KVCache<logquant::LogSelector>;
+  const auto& data = kvcache_layers<Cache>(s, Kind::kLogQuant2W42, isa, ctx);
+  const std::vector<float> q = query_for(s);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(s.head_dim));
+  logquant::AttentionState state;
+  std::size_t i = 0;
+  for (auto _ : st) {
+    const Cache& c = data.caches[i++ % data.caches.size()];
+    c.attend_partial(q.data(), s.q_heads, scale, c.quantized_size(), c.size(), state);
+    benchmark::DoNotOptimize(state.acc.data());
+    benchmark::ClobberMemory();
+  }
+  const Cache& c = data.caches.front();
+  st.counters["MB_read"] = static_cast<double>(c.memory().full_precision_bytes) / 1e6;
+  st.counters["fp_tokens"] = static_cast<double>(c.full_precision_size());
   st.counters["layers"] = static_cast<double>(data.caches.size());
   st.counters["ctx"] = static_cast<double>(ctx);
 }
@@ -604,15 +783,29 @@ void register_attention_benchmarks() {
                 ->Unit(benchmark::kMicrosecond);
           }
 #if LOGQUANT_BENCH_X86
-          // The arithmetic floor of the 2-bit format on the same data set (bench_attend_floor).
+          // The arithmetic floors of the 2-bit format on the same data set (bench_attend_floor):
+          // the dot products alone, and with the float work around them (-mix).
           if (s == &kLlama3 && k == Kind::kLogQuant2W42 && isa == bench_isas().front() &&
               logquant::kernels::x86_features().avx512_vnni) {
             const Shape& shape = *s;
+            for (const bool mix : {false, true})
+              benchmark::RegisterBenchmark(
+                  (std::string(mix ? "attend-floor-mix" : "attend-floor") + "/shape:" + shape.name +
+                   "/ctx:" + std::to_string(ctx) + "/cache:logquant2-w42/isa:" +
+                   logquant::isa_name(isa))
+                      .c_str(),
+                  [&shape, isa, ctx, mix](benchmark::State& st) {
+                    bench_attend_floor(st, shape, isa, ctx, mix);
+                  })
+                  ->UseRealTime()
+                  ->Unit(benchmark::kMicrosecond);
             benchmark::RegisterBenchmark(
-                (std::string("attend-floor/shape:") + shape.name + "/ctx:" + std::to_string(ctx) +
-                 "/cache:logquant2-w42/isa:" + logquant::isa_name(isa))
+                (std::string("attend-fp-part/shape:") + shape.name + "/ctx:" +
+                 std::to_string(ctx) + "/cache:logquant2-w42/isa:" + logquant::isa_name(isa))
                     .c_str(),
-                [&shape, isa, ctx](benchmark::State& st) { bench_attend_floor(st, shape, isa, ctx); })
+                [&shape, isa, ctx](benchmark::State& st) {
+                  bench_attend_fp_part(st, shape, isa, ctx);
+                })
                 ->UseRealTime()
                 ->Unit(benchmark::kMicrosecond);
           }

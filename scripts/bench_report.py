@@ -50,6 +50,8 @@ def load(path):
         agg = b.get("aggregate_name", "")
         if b.get("run_type") == "aggregate" and agg != "median":
             continue
+        if b.get("run_type") == "iteration" and b.get("repetitions", 1) > 1:
+            continue  # one repetition of several (a run without aggregates_only): use the median
         kind, fields = parse_name(b.get("run_name", b["name"]))
         scale = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}[b.get("time_unit", "ns")]
         row = dict(fields)
@@ -58,7 +60,7 @@ def load(path):
         row["reps"] = b.get("repetitions", 1)
         for key in ("bytes_per_second", "items_per_second", "MB_read", "bits_per_value",
                     "qbits_per_value", "layers", "demoted_per_token", "demoted_per_step", "cycle",
-                    "t1_us", "t2_us", "speedup"):
+                    "t1_us", "t2_us", "speedup", "fp_tokens"):
             if key in b:
                 row[key] = b[key]
         rows.append(row)
@@ -168,6 +170,18 @@ def main():
           f"no softmax): **{us(fl['seconds'])} µs** at 16K, "
           f"{fl['seconds'] / (fl['MB_read'] * 1e6 / bw[1]):.2f}× the DRAM roofline of the "
           f"{fl['MB_read']:.1f} MB it streams.")
+    fx = find(rows, "attend-floor-mix", shape="llama3-8b", ctx=16384, isa=best)
+    if fx and bw[1]:
+        w(f"- The same with the float work the format adds around the dot products, each part at its "
+          f"least and in registers (`attend-floor-mix`: query preparation per key group, scores, a "
+          f"7-operation exp, weights, float combination; no stores, trees or dependences): "
+          f"**{us(fx['seconds'])} µs**, "
+          f"{fx['seconds'] / (fx['MB_read'] * 1e6 / bw[1]):.2f}× that roofline.")
+    fp = find(rows, "attend-fp-part", shape="llama3-8b", ctx=16384, isa=best)
+    if fp and bw[1]:
+        w(f"- The full-precision tokens of those layers alone, as the library attends them "
+          f"(`attend-fp-part`: {fp['fp_tokens']:.0f} tokens, {fp['MB_read']:.2f} MB): "
+          f"**{us(fp['seconds'])} µs**.")
     w("")
 
     # ---- decode attention tables
@@ -323,6 +337,13 @@ def main():
                     w(f"| ↳ its arithmetic floor alone (`attend-floor`, no softmax) | "
                       f"{fl['seconds'] / roof:.2f}× ({us(fl['seconds'])} µs; 2× is {us(2 * roof)} µs) "
                       f"| – |")
+                if fx and kind == "logquant2-w42":
+                    w(f"| ↳ with the float work at its least (`attend-floor-mix`) | "
+                      f"{fx['seconds'] / roof:.2f}× ({us(fx['seconds'])} µs) | – |")
+                if fx and fp and kind == "logquant2-w42":
+                    both = fx["seconds"] + fp["seconds"]
+                    w(f"| ↳ and the full-precision tokens (`attend-floor-mix` + `attend-fp-part`) | "
+                      f"{both / roof:.2f}× ({us(both)} µs) | – |")
         for c in (16384, 65536):
             p = find(rows, "attend-2t", shape="llama3-8b", cache=kind, ctx=c, isa=best)
             one, two = attend("llama3-8b", kind, c), attend("llama3-8b", kind, c, 2)
