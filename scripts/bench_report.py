@@ -163,12 +163,15 @@ def main():
     if l2:
         w(f"- LogQuant 2-bit W=42 with its data in L2 (one KV head, 4 query heads, 4K tokens, {best}): "
           f"**{l2['seconds'] / 4096 * 1e9:.1f} ns** per token and KV head.")
+    def of_own_roofline(r):  # time / (the bytes it streams at the one-thread sum-loop rate)
+        return r["seconds"] / (r["MB_read"] * 1e6 / bw[1])
+
     fl = find(rows, "attend-floor", shape="llama3-8b", ctx=16384, isa=best)
     if fl and bw[1]:
         w(f"- Arithmetic floor of the 2-bit format (`attend-floor`: only the 16 vpdpbusd per token "
           f"and KV head with their code-plane extraction, over the same cold LogQuant W=42 layers; "
           f"no softmax): **{us(fl['seconds'])} µs** at 16K, "
-          f"{fl['seconds'] / (fl['MB_read'] * 1e6 / bw[1]):.2f}× the DRAM roofline of the "
+          f"{of_own_roofline(fl):.2f}× the DRAM roofline of the "
           f"{fl['MB_read']:.1f} MB it streams.")
     fx = find(rows, "attend-floor-mix", shape="llama3-8b", ctx=16384, isa=best)
     if fx and bw[1]:
@@ -176,7 +179,7 @@ def main():
           f"least and in registers (`attend-floor-mix`: query preparation per key group, scores, a "
           f"7-operation exp, weights, float combination; no stores, trees or dependences): "
           f"**{us(fx['seconds'])} µs**, "
-          f"{fx['seconds'] / (fx['MB_read'] * 1e6 / bw[1]):.2f}× that roofline.")
+          f"{of_own_roofline(fx):.2f}× that roofline.")
     fp = find(rows, "attend-fp-part", shape="llama3-8b", ctx=16384, isa=best)
     if fp and bw[1]:
         w(f"- The full-precision tokens of those layers alone, as the library attends them "
