@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <limits>
 #include <numeric>
 #include <random>
 #include <set>
@@ -182,6 +183,28 @@ TEST(SinkSelector, KeepsSinkAndRecentWindow) {
     ASSERT_LE(fp.size(), 12u);
     ASSERT_EQ(fp.back(), t);
   }
+}
+
+// Arguments: the window and group must be >= 1, and sink + recent (capacity()) must not wrap.
+// The same checks guard load_state, which must throw FormatError for words a file could hold.
+TEST(SinkSelector, ValidatesItsArguments) {
+  const std::size_t max = std::numeric_limits<std::size_t>::max();
+  EXPECT_THROW(SinkSelector(4, 0), logquant::InvalidArgument);
+  EXPECT_THROW(SinkSelector(4, 8, 0), logquant::InvalidArgument);
+  try {
+    SinkSelector bad(max - 7, 8);
+    FAIL() << "sink + recent wrapped to " << bad.capacity();
+  } catch (const logquant::InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("sink ("), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("overflows"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(SinkSelector(max, 1), logquant::InvalidArgument);
+  EXPECT_EQ(SinkSelector(max - 8, 8).capacity(), max);  // the largest sum is fine
+  EXPECT_EQ(SinkSelector(0, 8, 4).full_precision_positions(), Positions{});
+  EXPECT_EQ(SinkSelector(7, 8, 32).group(), 8u);  // group clamps to the window
+  EXPECT_THROW(SinkSelector::load_state({max - 7, 8, 8, 0}), logquant::FormatError);
+  EXPECT_THROW(SinkSelector::load_state({4, 0, 1, 0}), logquant::FormatError);
+  EXPECT_NO_THROW(SinkSelector::load_state({max - 8, 8, 8, 100}));
 }
 
 TEST(FullSelector, KeepsEverything) {

@@ -8,6 +8,7 @@
 #include <type_traits>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,12 @@ class SinkSelector {
       : sink_(sink), recent_(recent), group_(std::min(group, recent)), first_(sink) {
     detail::require(recent >= 1, "recent window R must be >= 1 (SinkSelector, RecentSelector)");
     detail::require(group >= 1, "group must be >= 1 (SinkSelector, RecentSelector)");
+    // capacity() = sink + recent must not wrap around.
+    detail::require(sink <= std::numeric_limits<std::size_t>::max() - recent, [&] {
+      return "SinkSelector: sink (" + std::to_string(sink) + ") + recent (" +
+             std::to_string(recent) + ") overflows std::size_t (expected a sum below 2^" +
+             std::to_string(8 * sizeof(std::size_t)) + ")";
+    });
   }
 
   std::size_t sink() const { return sink_; }
@@ -70,6 +77,10 @@ class SinkSelector {
     detail::state_require(recent >= 1 && group >= 1 && group <= recent, name, [&] {
       return "recent = " + std::to_string(recent) + ", group = " + std::to_string(group) +
              " (expected 1 <= group <= recent)";
+    });
+    detail::state_require(sink <= std::numeric_limits<std::size_t>::max() - recent, name, [&] {
+      return "sink = " + std::to_string(sink) + ", recent = " + std::to_string(recent) +
+             " (their sum overflows)";
     });
     SinkSelector s(sink, recent, group);
     s.seen_ = seen;
