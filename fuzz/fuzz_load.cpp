@@ -1,6 +1,6 @@
 // Fuzz target: KVCache<S>::load on arbitrary bytes. The first input byte picks the selector type
-// (bits 0-1) and whether to reseal the checksums first (bit 2), so mutations also reach the
-// checks behind the CRCs; the rest is the stream. Invariants: load either throws FormatError or
+// (bits 0-1 and 3: Log, Sink, Recent, Full, then LogStep) and whether to reseal the checksums
+// first (bit 2), so mutations also reach the checks behind the CRCs; the rest is the stream. Invariants: load either throws FormatError or
 // returns a cache that (1) saves back to exactly the bytes it consumed, (2) attends to finite
 // outputs, and (3) accepts one more token and still attends to finite outputs. Anything else
 // (another exception, a crash, a sanitizer report, a leak, a huge allocation) is a finding.
@@ -74,10 +74,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (size == 0) return 0;
   std::string bytes(reinterpret_cast<const char*>(data) + 1, size - 1);
   if (data[0] & 4) logquant_fuzz::reseal(bytes);
-  switch (data[0] & 3) {
+  switch ((data[0] & 3) | ((data[0] >> 1) & 4)) {
     case 0: check<LogSelector>(bytes); break;
     case 1: check<SinkSelector>(bytes); break;
     case 2: check<RecentSelector>(bytes); break;
+    case 4: check<LogStepSelector>(bytes); break;
     default: check<FullSelector>(bytes); break;
   }
   return 0;

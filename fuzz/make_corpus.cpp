@@ -72,6 +72,8 @@ int main(int argc, char** argv) {
   load_seed(load, "recent-11", 2, config(8, 2, 2, 4), RecentSelector(5, 3), 11);
   load_seed(load, "full-empty", 3, config(4, 1, 2, 2), FullSelector(), 0);
   load_seed(load, "full-3", 3, config(4, 1, 2, 2), FullSelector(), 3);
+  load_seed(load, "logstep-empty", 8, config(8, 1, 2, 2), LogStepSelector(4, 2), 0);
+  load_seed(load, "logstep-w4-s2-20", 8, config(16, 2, 4, 2), LogStepSelector(4, 2), 20);
   std::uint32_t s = 777u;
   for (int i = 0; i < 16; ++i) {
     std::string bytes(48 + next(s) % 400, '\0');
