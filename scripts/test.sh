@@ -17,4 +17,15 @@ cmake --preset "$preset"
 echo "==> build (-j$jobs)"
 cmake --build --preset "$preset" --parallel "$jobs"
 echo "==> test (-j$jobs)"
-ctest --preset "$preset" --parallel "$jobs"
+status=0
+ctest --preset "$preset" --parallel "$jobs" || status=$?
+
+# ctest counts a GoogleTest skip as "Skipped" without its reason: print each with the reason the
+# test gave (the line after GTEST_SKIP's "Skipped"), so nothing skips in silence.
+log="build/$preset/Testing/Temporary/LastTest.log"
+if [ -f "$log" ] && grep -q ': Skipped$' "$log"; then
+  echo "==> skipped tests and why"
+  awk '/^[0-9]+\/[0-9]+ Test: / { name = $3 }
+       /: Skipped$/ { getline reason; print "  " name ": " reason }' "$log"
+fi
+exit "$status"
