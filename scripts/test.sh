@@ -2,8 +2,9 @@
 # Builds logquant and runs every test: bash scripts/test.sh [preset]
 # The preset (CMakePresets.json) defaults to `dev` (RelWithDebInfo, tests, benchmarks, examples);
 # the build lands in build/<preset>. Installs the Debian packages it needs when they are missing.
-# Extra environment the tests read: LOGQUANT_TEST_REQUIRE=avx2,avx512 makes the kernel tests fail
-# (instead of skip) when this CPU lacks one of those ISAs; LOGQUANT_ISA forces one kernel set.
+# Extra environment the tests read: LOGQUANT_TEST_REQUIRE=avx2,avxvnni,avx512 makes the kernel
+# tests fail (instead of skip) when this CPU lacks one of those ISAs; LOGQUANT_ISA forces one
+# kernel set.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/deps.sh
