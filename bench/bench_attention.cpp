@@ -197,7 +197,32 @@ void bench_paired_threads(benchmark::State& st, const Shape& s, Kind k, logquant
   st.counters["ctx"] = static_cast<double>(ctx);
 }
 
-// Dense fp32 / fp16 baselines: split by KV head across threads (no merge needed).
+float sum_any(const float* x, std::size_t n);
+
+// The plain sum loop over all keys and values of one dense layer (the dram/read loop, on the
+// layer's own buffers): what reading those bytes costs with no arithmetic around it.
+template <class Cache>
+float sum_layer(const Cache& c) {
+  const std::size_t floats = c.size() * c.head_dim() * sizeof(typename Cache::T) / sizeof(float);
+  float s = 0;
+  for (std::size_t h = 0; h < c.kv_heads(); ++h)
+    s += sum_any(reinterpret_cast<const float*>(c.keys(h)), floats) +
+         sum_any(reinterpret_cast<const float*>(c.values(h)), floats);
+  return s;
+}
+
+double median_of(std::vector<double> v) {
+  std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
+  return v[v.size() / 2];
+}
+
+// Dense fp32 / fp16 baselines: split by KV head across threads (no merge needed). Counters beside
+// the time: GBps, the bytes of K and V read per second (median call); on one thread also
+// sum_GBps, the sum loop over another cold layer of the same data set, timed (outside the
+// benchmark's clock) in every iteration right after the attention call, so that both see the
+// same moments of a shared host, and of_sum = GBps / sum_GBps (1.0: attention at the rate of a
+// plain read of its bytes). The summed layer is half the rotation away from the one attended
+// next, so it is cold again (>= 1.5x the LLC read in between) when its turn comes.
 template <class Format>
 void bench_dense(benchmark::State& st, const Shape& s, std::size_t ctx, std::size_t threads,
                  Via via) {
@@ -220,14 +245,16 @@ void bench_dense(benchmark::State& st, const Shape& s, std::size_t ctx, std::siz
   const float scale = 1.0f / std::sqrt(static_cast<float>(s.head_dim));
   std::unique_ptr<SpinPool> pool;
   if (threads > 1 && via == Via::kPool) pool = std::make_unique<SpinPool>(threads);
-  const std::size_t per = (s.kv_heads + threads - 1) / threads;
+  const std::size_t per = (s.kv_heads + threads - 1) / threads, layers = data.caches.size();
+  std::vector<double> t_attend, t_sum;
   std::size_t i = 0;
   for (auto _ : st) {
-    const Cache& c = *data.caches[i++ % data.caches.size()];
+    const Cache& c = *data.caches[i % layers];
     auto job = [&](std::size_t t) {
       const std::size_t h0 = std::min(s.kv_heads, t * per), h1 = std::min(s.kv_heads, h0 + per);
       if (h0 < h1) dense_attend(c, q.data(), s.q_heads, out.data(), scale, h0, h1);
     };
+    const auto t0 = std::chrono::steady_clock::now();
     if (threads == 1) {
       job(0);
     } else if (via == Via::kPool) {
@@ -240,8 +267,47 @@ void bench_dense(benchmark::State& st, const Shape& s, std::size_t ctx, std::siz
     }
     benchmark::DoNotOptimize(out.data());
     benchmark::ClobberMemory();
+    t_attend.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    if (threads == 1) {
+      st.PauseTiming();
+      const auto t1 = std::chrono::steady_clock::now();
+      benchmark::DoNotOptimize(sum_layer(*data.caches[(i + 1 + layers / 2) % layers]));
+      t_sum.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count());
+      st.ResumeTiming();
+    }
+    ++i;
   }
   set_counters(st, data.info, ctx, threads);
+  const double bytes = static_cast<double>(data.info.read_bytes);
+  st.counters["GBps"] = bytes / median_of(t_attend) / 1e9;
+  if (!t_sum.empty()) {
+    st.counters["sum_GBps"] = bytes / median_of(t_sum) / 1e9;
+    st.counters["of_sum"] = median_of(t_sum) / median_of(t_attend);
+  }
+}
+
+// The dense baselines' arithmetic alone: one KV head (4 query heads, head dim 128), 512 tokens
+// (256 KB of fp16, 512 KB of fp32: L2-resident), attended again and again. s_per_token_head
+// against the cold benchmarks' time per token and KV head tells compute from memory;
+// bytes_per_second is the rate at which this kernel could consume K and V if memory were free.
+template <class Format>
+void bench_dense_l2(benchmark::State& st, std::size_t ctx) {
+  static constexpr Shape kOneKv{"llama3-1kv", 4, 1, 128};
+  static const TokenPool pool(kOneKv, 4096, 1);
+  DenseCache<Format> cache(1, kOneKv.head_dim, ctx);
+  fill(cache, pool, ctx);
+  const std::vector<float> q = query_for(kOneKv);
+  std::vector<float> out(q.size());
+  for (auto _ : st) {
+    dense_attend(cache, q.data(), kOneKv.q_heads, out.data(), 1.0f / std::sqrt(128.0f), 0, 1);
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  st.counters["s_per_token_head"] = benchmark::Counter(
+      static_cast<double>(ctx),
+      benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+  st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations() * cache.bytes()));
+  st.counters["ctx"] = static_cast<double>(ctx);
 }
 
 #if LOGQUANT_BENCH_X86
@@ -728,6 +794,15 @@ void register_attention_benchmarks() {
                                        .c_str(),
                                    [isa, ctx](benchmark::State& st) { bench_attend_l2(st, isa, ctx); })
           ->Unit(benchmark::kMicrosecond);
+
+  benchmark::RegisterBenchmark(
+      (std::string("attend-l2/shape:llama3-1kv/ctx:512/cache:fp32/isa:") + dense_isa_name()).c_str(),
+      [](benchmark::State& st) { bench_dense_l2<Fp32>(st, 512); })
+      ->Unit(benchmark::kMicrosecond);
+  benchmark::RegisterBenchmark(
+      (std::string("attend-l2/shape:llama3-1kv/ctx:512/cache:fp16/isa:") + dense_isa_name()).c_str(),
+      [](benchmark::State& st) { bench_dense_l2<Fp16>(st, 512); })
+      ->Unit(benchmark::kMicrosecond);
 
   // Thread variants per data set: 1; 2 through a pool (an engine's); 2 through attend_parallel's
   // own std::threads (started per call).

@@ -1,12 +1,14 @@
 // The full-precision baselines of the benchmark suite (not part of the library): a dense fp32 or
 // fp16 KV cache, per KV head token-contiguous keys and values, and decode attention over it the
 // way a well-optimised CPU engine does it: one pass over each KV head serves all the query heads
-// that share it (GQA), online softmax in tiles of 64 tokens, AVX-512 FMAs with fp16 widened by
-// vcvtph2ps. They are what users compare logquant against, so they are written to be fast.
-// Measured on the reference machine (docs/performance.md), L2-resident, Llama-3 shape: ~82 cycles
-// per token and KV head in fp32 (cold, it is bound by DRAM: 1 KB per token and head) and ~87 in
-// fp16. fp16 is bound by compute on a CPU without fp16 arithmetic: 16 vcvtph2ps (2 uops each on
-// the FMA ports) + 64 FMAs per token and KV head are >= 48 cycles, i.e. <= ~30 GB/s at 2.8 GHz.
+// that share it (GQA), blocks of 128 tokens with one online-softmax step per block, the scores of
+// 16 tokens reduced together by a transpose tree, AVX-512 FMAs with fp16 widened once per row by
+// vcvtph2ps, software prefetch. They are what users compare logquant against, so they are written
+// to be fast; docs/performance.md gives their measured rate against the DRAM sum loop and the
+// compute bound (`attend-l2/...cache:fp16|fp32`: the same kernel on L2-resident data).
+// Per token and KV head (Llama-3 shape) the kernel issues 64 FMAs (32 for the 4 heads' scores, 32
+// for their values) and, for fp16, 16 vcvtph2ps; on the Zen 5 guest vcvtph2ps mostly issues beside
+// the FMAs (12 FMAs + 4 vcvtph2ps take the time of the 12 FMAs), so the floor is ~32 cycles.
 #pragma once
 
 #include <algorithm>
@@ -164,6 +166,13 @@ void attend_head_portable(const T* keys, const T* values, std::size_t n, std::si
 }
 
 #if LOGQUANT_BENCH_X86
+// Full unrolling of the loops over heads and channel vectors, so that their accumulators stay in
+// registers (GCC -O2 leaves `for (h < G)` rolled, with the accumulators on the stack).
+#define LOGQUANT_BENCH_UNROLL _Pragma("GCC unroll 16")
+// Rows (tokens) the kernel prefetches ahead in the key and in the value stream (16: 4 KB of fp16
+// keys; 0, 32, 64 and 128 rows, and the T1/T2/NTA hints, were no faster on the Zen 5 guest).
+inline constexpr std::size_t kPrefetchRows = 16;
+
 LOGQUANT_X86_KERNELS_BEGIN
 LOGQUANT_BENCH_AVX512_TARGET inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
 LOGQUANT_BENCH_AVX512_TARGET inline __m512 load16(const std::uint16_t* p) {
@@ -224,77 +233,91 @@ LOGQUANT_BENCH_AVX512_TARGET inline __m512 transpose_sum16(const __m512* v) {
 }
 
 // One KV head, G (<= 4) query heads q [G][dim] (pre-scaled), dim a multiple of 16 up to 256:
-// out [G][dim]. Per tile of 64 tokens: scores by blocks of 4 channel vectors with the query block
-// in registers (16 dot products of a sub-tile reduced together by transpose_sum16), one online
-// softmax step per head, then values by blocks of 4 channel vectors with G x 4 accumulators in
-// registers. Every key and value byte is read from memory once; re-reads within a tile hit L1.
-// 64-token tiles, not 16: the softmax step is a long dependency chain (reduce, max, exp), and
-// measured on the reference machine it cost as much as all the FMAs when paid every 16 tokens.
-template <int G, class T>
+// out [G][dim]. Every key and value row is read from memory once, for all G heads. Per block of
+// kBlock tokens:
+//  - keys, token by token: the row is widened once (vcvtph2ps for fp16) and multiplied into one
+//    accumulator per head (queries as memory operands from L1); the 16 per-token partial-sum
+//    vectors of a sub-block of 16 tokens are reduced together by transpose_sum16 into the scores;
+//  - one online-softmax step per head for the whole block (the maximum is reduced only when some
+//    score is above it, so the rescale of the accumulators is rare), weights by exp16;
+//  - values by chunks of 4 channel vectors: G x 4 accumulators in registers over the block, each
+//    row's chunk widened once and used by all G heads (weights broadcast from L1).
+// Software prefetch kPrefetchRows rows ahead in both streams (the kernel alternates between them
+// block by block); on the Zen 5 guest it was worth a few percent at most, within the noise.
+// DIM > 0 fixes the head dim at compile time (all loops over channels unrolled); 0 takes dim_rt.
+template <int G, std::size_t DIM, class T>
 LOGQUANT_BENCH_AVX512_TARGET void attend_head_avx512(const T* keys, const T* values,
-                                                     std::size_t n, std::size_t dim,
+                                                     std::size_t n, std::size_t dim_rt,
                                                      const float* q, float* out) {
-  constexpr std::size_t kMaxDim = 256, kTile = 64, kSub = kTile / 16;
+  constexpr std::size_t kMaxDim = 256, kBlock = 128;
+  const std::size_t dim = DIM > 0 ? DIM : dim_rt;
   alignas(64) float acc[G][kMaxDim];
-  alignas(64) float p[G][kTile];
-  __m512 part[G][kTile];  // part[h][j]: 16 partial sums of q_h . k_j
+  alignas(64) float w[G][kBlock];  // the block's scores, then its weights
+  __m512 part[G][16];              // part[h][j]: 16 partial sums of q_h . k_j
   float m[G];
   __m512 l[G];  // the softmax sums, kept lane-wise and added up once at the end
+  LOGQUANT_BENCH_UNROLL
   for (int h = 0; h < G; ++h) {
     m[h] = -std::numeric_limits<float>::infinity();
     l[h] = _mm512_setzero_ps();
     for (std::size_t d = 0; d < dim; ++d) acc[h][d] = 0.0f;
   }
-  const std::size_t blocks = dim / 64, rest = dim % 64 / 16;  // 4-vector blocks, then single vectors
+  const std::size_t nv = dim / 16, chunks = nv / 4, rest = nv % 4;
+  const std::size_t row_bytes = dim * sizeof(T), ahead = kPrefetchRows * row_bytes;
   const __m512 neg_inf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
 
-  for (std::size_t t0 = 0; t0 < n; t0 += kTile) {
-    const std::size_t nt = std::min(kTile, n - t0), subs = (nt + 15) / 16;
-    const T* kt = keys + t0 * dim;
-    const T* vt = values + t0 * dim;
+  for (std::size_t t0 = 0; t0 < n; t0 += kBlock) {
+    const std::size_t nt = std::min(kBlock, n - t0);
 
-    // Scores.
-    for (int h = 0; h < G; ++h)
-      for (std::size_t j = nt; j < subs * 16; ++j) part[h][j] = _mm512_setzero_ps();
-    for (std::size_t b = 0; b < blocks; ++b) {
-      __m512 qv[G][4];
-      for (int h = 0; h < G; ++h)
-        for (int c = 0; c < 4; ++c) qv[h][c] = _mm512_loadu_ps(q + h * dim + b * 64 + c * 16);
-      for (std::size_t j = 0; j < nt; ++j) {
-        const T* k = kt + j * dim + b * 64;
-        const __m512 k0 = load16(k), k1 = load16(k + 16), k2 = load16(k + 32), k3 = load16(k + 48);
-        for (int h = 0; h < G; ++h) {
-          // The first block starts the sums (no zeroing pass over part).
-          __m512 s = b == 0 ? _mm512_mul_ps(qv[h][0], k0) : _mm512_fmadd_ps(qv[h][0], k0, part[h][j]);
-          s = _mm512_fmadd_ps(qv[h][1], k1, s);
-          s = _mm512_fmadd_ps(qv[h][2], k2, s);
-          part[h][j] = _mm512_fmadd_ps(qv[h][3], k3, s);
+    // Scores, 16 tokens at a time.
+    for (std::size_t u = 0; u * 16 < nt; ++u) {
+      const std::size_t jn = std::min<std::size_t>(16, nt - u * 16);
+      for (std::size_t j = 0; j < jn; ++j) {
+        const T* k = keys + (t0 + u * 16 + j) * dim;
+        const char* pf = reinterpret_cast<const char*>(k) + ahead;
+        LOGQUANT_BENCH_UNROLL
+        for (std::size_t b = 0; b < row_bytes; b += 64) _mm_prefetch(pf + b, _MM_HINT_T0);
+        __m512 s[G];
+        LOGQUANT_BENCH_UNROLL
+        for (int h = 0; h < G; ++h) s[h] = _mm512_setzero_ps();
+        LOGQUANT_BENCH_UNROLL
+        for (std::size_t c = 0; c < chunks; ++c) {
+          const T* kc = k + c * 64;
+          const __m512 k0 = load16(kc), k1 = load16(kc + 16), k2 = load16(kc + 32),
+                       k3 = load16(kc + 48);
+          LOGQUANT_BENCH_UNROLL
+          for (int h = 0; h < G; ++h) {
+            const float* qc = q + h * dim + c * 64;
+            s[h] = _mm512_fmadd_ps(_mm512_loadu_ps(qc), k0, s[h]);
+            s[h] = _mm512_fmadd_ps(_mm512_loadu_ps(qc + 16), k1, s[h]);
+            s[h] = _mm512_fmadd_ps(_mm512_loadu_ps(qc + 32), k2, s[h]);
+            s[h] = _mm512_fmadd_ps(_mm512_loadu_ps(qc + 48), k3, s[h]);
+          }
         }
+        for (std::size_t c = chunks * 4; c < chunks * 4 + rest; ++c) {
+          const __m512 kv = load16(k + c * 16);
+          LOGQUANT_BENCH_UNROLL
+          for (int h = 0; h < G; ++h)
+            s[h] = _mm512_fmadd_ps(_mm512_loadu_ps(q + h * dim + c * 16), kv, s[h]);
+        }
+        LOGQUANT_BENCH_UNROLL
+        for (int h = 0; h < G; ++h) part[h][j] = s[h];
       }
-    }
-    if (blocks == 0)
+      for (std::size_t j = jn; j < 16; ++j)
+        LOGQUANT_BENCH_UNROLL
+        for (int h = 0; h < G; ++h) part[h][j] = _mm512_setzero_ps();
+      const __mmask16 valid = static_cast<__mmask16>((1u << jn) - 1u);
+      LOGQUANT_BENCH_UNROLL
       for (int h = 0; h < G; ++h)
-        for (std::size_t j = 0; j < nt; ++j) part[h][j] = _mm512_setzero_ps();
-    for (std::size_t c = blocks * 4; c < blocks * 4 + rest; ++c) {
-      __m512 qv[G];
-      for (int h = 0; h < G; ++h) qv[h] = _mm512_loadu_ps(q + h * dim + c * 16);
-      for (std::size_t j = 0; j < nt; ++j) {
-        const __m512 k = load16(kt + j * dim + c * 16);
-        for (int h = 0; h < G; ++h) part[h][j] = _mm512_fmadd_ps(qv[h], k, part[h][j]);
-      }
+        _mm512_store_ps(w[h] + u * 16, _mm512_mask_blend_ps(valid, neg_inf, transpose_sum16(part[h])));
     }
 
-    // Online softmax, one step per head for the whole tile; p[h] gets the weights, 0 beyond nt.
+    // Online softmax, one step per head for the whole block; w[h] becomes the weights, 0 beyond nt.
+    const std::size_t subs = (nt + 15) / 16;
+    LOGQUANT_BENCH_UNROLL
     for (int h = 0; h < G; ++h) {
-      __m512 s[kSub];
       __m512 smax = neg_inf;
-      for (std::size_t u = 0; u < subs; ++u) {
-        const std::size_t left = nt - u * 16;
-        const __mmask16 valid =
-            left >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << left) - 1u);
-        s[u] = _mm512_mask_blend_ps(valid, neg_inf, transpose_sum16(&part[h][u * 16]));
-        smax = _mm512_max_ps(smax, s[u]);
-      }
+      for (std::size_t u = 0; u < subs; ++u) smax = _mm512_max_ps(smax, _mm512_load_ps(w[h] + u * 16));
       // The maximum only moves now and then: reduce it only when some lane is above it.
       if (_mm512_cmp_ps_mask(smax, _mm512_set1_ps(m[h]), _CMP_GT_OQ) != 0) {
         const float m_new = hmax16(smax);
@@ -306,43 +329,64 @@ LOGQUANT_BENCH_AVX512_TARGET void attend_head_avx512(const T* keys, const T* val
       }
       const __m512 mv = _mm512_set1_ps(m[h]);
       for (std::size_t u = 0; u < subs; ++u) {
-        // exp(-inf - m) is clamped inside exp16; the blend keeps invalid lanes exactly 0.
-        const __mmask16 valid = _mm512_cmp_ps_mask(s[u], neg_inf, _CMP_NEQ_OQ);
-        const __m512 e = _mm512_maskz_mov_ps(valid, exp16(_mm512_sub_ps(s[u], mv)));
-        _mm512_store_ps(p[h] + u * 16, e);
+        // exp(-inf - m) is clamped inside exp16; the mask keeps invalid lanes exactly 0.
+        const __m512 s = _mm512_load_ps(w[h] + u * 16);
+        const __mmask16 valid = _mm512_cmp_ps_mask(s, neg_inf, _CMP_NEQ_OQ);
+        const __m512 e = _mm512_maskz_mov_ps(valid, exp16(_mm512_sub_ps(s, mv)));
+        _mm512_store_ps(w[h] + u * 16, e);
         l[h] = _mm512_add_ps(l[h], e);
       }
     }
 
-    // Values: acc[h] += sum_j p[h][j] v_j, 4 channel vectors x G heads in registers.
-    for (std::size_t b = 0; b < blocks; ++b) {
+    // Values: acc[h] += sum_j w[h][j] v_j, 4 channel vectors x G heads in registers.
+    const T* vt = values + t0 * dim;
+    for (std::size_t c = 0; c < chunks; ++c) {
       __m512 a[G][4];
+      LOGQUANT_BENCH_UNROLL
       for (int h = 0; h < G; ++h)
-        for (int c = 0; c < 4; ++c) a[h][c] = _mm512_load_ps(acc[h] + b * 64 + c * 16);
+        LOGQUANT_BENCH_UNROLL
+        for (int i = 0; i < 4; ++i) a[h][i] = _mm512_load_ps(acc[h] + c * 64 + i * 16);
       for (std::size_t j = 0; j < nt; ++j) {
-        const T* v = vt + j * dim + b * 64;
+        const T* v = vt + j * dim + c * 64;
+        if (c == 0) {
+          const char* pf = reinterpret_cast<const char*>(vt + j * dim) + ahead;
+          LOGQUANT_BENCH_UNROLL
+          for (std::size_t b = 0; b < row_bytes; b += 64) _mm_prefetch(pf + b, _MM_HINT_T0);
+        }
         const __m512 v0 = load16(v), v1 = load16(v + 16), v2 = load16(v + 32), v3 = load16(v + 48);
+        LOGQUANT_BENCH_UNROLL
         for (int h = 0; h < G; ++h) {
-          const __m512 w = _mm512_set1_ps(p[h][j]);
-          a[h][0] = _mm512_fmadd_ps(w, v0, a[h][0]);
-          a[h][1] = _mm512_fmadd_ps(w, v1, a[h][1]);
-          a[h][2] = _mm512_fmadd_ps(w, v2, a[h][2]);
-          a[h][3] = _mm512_fmadd_ps(w, v3, a[h][3]);
+          const __m512 p = _mm512_set1_ps(w[h][j]);
+          a[h][0] = _mm512_fmadd_ps(p, v0, a[h][0]);
+          a[h][1] = _mm512_fmadd_ps(p, v1, a[h][1]);
+          a[h][2] = _mm512_fmadd_ps(p, v2, a[h][2]);
+          a[h][3] = _mm512_fmadd_ps(p, v3, a[h][3]);
         }
       }
+      LOGQUANT_BENCH_UNROLL
       for (int h = 0; h < G; ++h)
-        for (int c = 0; c < 4; ++c) _mm512_store_ps(acc[h] + b * 64 + c * 16, a[h][c]);
+        LOGQUANT_BENCH_UNROLL
+        for (int i = 0; i < 4; ++i) _mm512_store_ps(acc[h] + c * 64 + i * 16, a[h][i]);
     }
-    for (std::size_t c = blocks * 4; c < blocks * 4 + rest; ++c) {
+    for (std::size_t c = chunks * 4; c < chunks * 4 + rest; ++c) {
       __m512 a[G];
+      LOGQUANT_BENCH_UNROLL
       for (int h = 0; h < G; ++h) a[h] = _mm512_load_ps(acc[h] + c * 16);
       for (std::size_t j = 0; j < nt; ++j) {
+        if (chunks == 0 && c == 0) {
+          const char* pf = reinterpret_cast<const char*>(vt + j * dim) + ahead;
+          LOGQUANT_BENCH_UNROLL
+          for (std::size_t b = 0; b < row_bytes; b += 64) _mm_prefetch(pf + b, _MM_HINT_T0);
+        }
         const __m512 v = load16(vt + j * dim + c * 16);
-        for (int h = 0; h < G; ++h) a[h] = _mm512_fmadd_ps(_mm512_set1_ps(p[h][j]), v, a[h]);
+        LOGQUANT_BENCH_UNROLL
+        for (int h = 0; h < G; ++h) a[h] = _mm512_fmadd_ps(_mm512_set1_ps(w[h][j]), v, a[h]);
       }
+      LOGQUANT_BENCH_UNROLL
       for (int h = 0; h < G; ++h) _mm512_store_ps(acc[h] + c * 16, a[h]);
     }
   }
+  LOGQUANT_BENCH_UNROLL
   for (int h = 0; h < G; ++h) {
     const __m512 inv = _mm512_set1_ps(1.0f / hsum16(l[h]));
     for (std::size_t d = 0; d < dim; d += 16)
@@ -358,10 +402,15 @@ void attend_head_avx512_any(const T* keys, const T* values, std::size_t n, std::
     const float* qh = q + h * dim;
     float* oh = out + h * dim;
     switch (std::min<std::size_t>(4, heads - h)) {
-      case 1: attend_head_avx512<1>(keys, values, n, dim, qh, oh); break;
-      case 2: attend_head_avx512<2>(keys, values, n, dim, qh, oh); break;
-      case 3: attend_head_avx512<3>(keys, values, n, dim, qh, oh); break;
-      default: attend_head_avx512<4>(keys, values, n, dim, qh, oh); break;
+      case 1: attend_head_avx512<1, 0>(keys, values, n, dim, qh, oh); break;
+      case 2: attend_head_avx512<2, 0>(keys, values, n, dim, qh, oh); break;
+      case 3: attend_head_avx512<3, 0>(keys, values, n, dim, qh, oh); break;
+      default:
+        // The GQA group of Llama-3 and most models, at their head dims: channel loops unrolled.
+        if (dim == 128) attend_head_avx512<4, 128>(keys, values, n, dim, qh, oh);
+        else if (dim == 64) attend_head_avx512<4, 64>(keys, values, n, dim, qh, oh);
+        else attend_head_avx512<4, 0>(keys, values, n, dim, qh, oh);
+        break;
     }
   }
 }
