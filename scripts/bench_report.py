@@ -60,7 +60,8 @@ def load(path):
         row["reps"] = b.get("repetitions", 1)
         for key in ("bytes_per_second", "items_per_second", "MB_read", "bits_per_value",
                     "qbits_per_value", "layers", "demoted_per_token", "demoted_per_step", "cycle",
-                    "t1_us", "t2_us", "speedup", "fp_tokens"):
+                    "t1_us", "t2_us", "speedup", "fp_tokens", "GBps", "sum_GBps", "of_sum",
+                    "s_per_token_head"):
             if key in b:
                 row[key] = b[key]
         rows.append(row)
@@ -102,6 +103,22 @@ def machine():
     return (f"{info.get('Model name', platform.processor())}, {info.get('CPU(s)', '?')} cores, "
             f"{'L3 ' + info['L3 cache'] if 'L3 cache' in info else 'L3 size not reported by lscpu'}"
             f", {mem}")
+
+
+def write_quantize(w, rows):
+    """The quantize / pack section (only when the run has those benchmarks)."""
+    w("## Quantize + pack, pack, unpack (head dim 128)\n")
+    w("*keys*: one key group (per-channel (scale, min) over the group's tokens, codes into tiles); "
+      "*values*: 16 tokens (per-token groups of 64 channels). Rates count float inputs (quantize) "
+      "or packed bytes (pack/unpack).\n")
+    w("| operation | bits | ISA | size | µs per call | GB/s | Mvalues/s |")
+    w("|---|---|---|---|---|---|---|")
+    for r in rows:
+        size = (f"{r['tokens']} tokens" if "tokens" in r else f"{r.get('rows', '?')} rows") + \
+               f" × {r.get('dim', '?')}"
+        w(f"| {r['bench']} | {r['bits']} | {r['isa']} | {size} | {us(r['seconds'])} | "
+          f"{r['bytes_per_second'] / 1e9:.2f} | {r['items_per_second'] / 1e6:.0f} |")
+    w("")
 
 
 def main():
@@ -187,6 +204,38 @@ def main():
           f"**{us(fp['seconds'])} µs**.")
     w("")
 
+    # ---- dense baselines against the memory
+    base_rows = [(kind, c, attend("llama3-8b", kind, c)) for kind in ("fp32", "fp16")
+                 for c in (16384, 65536)]
+    if any(r for _, _, r in base_rows):
+        w("## Dense baselines against the DRAM read rate (Llama-3-8B shape, one thread, cold)\n")
+        w("*GB/s*: bytes of K and V read per second (the median call). *paired sum loop*: the "
+          "plain sum loop over another cold layer of the same data set, timed right after each "
+          "attention call (`sum_GBps`), and the baseline's share of it (`of_sum`). *dram/read*: "
+          "the one-thread sum-loop benchmark of this run. *L2*: the same kernel on one KV head of "
+          "512 tokens held in L2 (`attend-l2/...cache:fp16|fp32`): its arithmetic alone, per "
+          "token and KV head, and the rate at which it would consume K and V if memory were "
+          "free.\n")
+        w("| baseline | ctx | µs | GB/s | paired sum loop GB/s | of the sum loop | dram/read GB/s | "
+          "ns per token and KV head | L2: ns per token and KV head | L2: GB/s |")
+        w("|---|---|---|---|---|---|---|---|---|---|")
+        for kind, c, r in base_rows:
+            if not r:
+                continue
+            l2r = find(rows, "attend-l2", cache=kind, ctx=512, isa=base_isa)
+            cells = [us(r["seconds"]),
+                     f"{r['GBps']:.1f}" if "GBps" in r else f"{r['bytes_per_second'] / 1e9:.1f}",
+                     f"{r['sum_GBps']:.1f}" if "sum_GBps" in r else "–",
+                     f"{r['of_sum']:.2f}×" if "of_sum" in r else "–",
+                     f"{bw[1] / 1e9:.1f}" if bw[1] else "–",
+                     f"{r['seconds'] / (c * 8) * 1e9:.1f}",
+                     f"{l2r['s_per_token_head'] * 1e9:.1f}" if l2r and "s_per_token_head" in l2r
+                     else "–",
+                     f"{l2r['bytes_per_second'] / 1e9:.1f}" if l2r and "bytes_per_second" in l2r
+                     else "–"]
+            w(f"| {KIND_LABEL[kind]} | {c // 1024}K | " + " | ".join(cells) + " |")
+        w("")
+
     # ---- decode attention tables
     for shape, title in (("llama3-8b", "Llama-3-8B shape (32 query heads, 8 KV heads, head dim 128)"),
                          ("hd64", "head dim 64 (32 query heads, 8 KV heads)")):
@@ -254,6 +303,8 @@ def main():
                     cells.append(f"{p['speedup']:.2f}×" if p else "–")
                 two16 = attend(shape, kind, 16384, threads=2, isa=isa)
                 cells.append(us(two16["seconds"]) if two16 else "–")
+                if all(c == "–" for c in cells):
+                    continue  # not in this run (LOGQUANT_BENCH_SET=headline, a filter)
                 w(f"| {KIND_LABEL[kind]} | {isa} | " + " | ".join(cells) + " |")
         w("")
 
@@ -284,19 +335,10 @@ def main():
     w("")
 
     # ---- quantize / pack
-    w("## Quantize + pack, pack, unpack (head dim 128)\n")
-    w("*keys*: one key group (per-channel (scale, min) over the group's tokens, codes into tiles); "
-      "*values*: 16 tokens (per-token groups of 64 channels). Rates count float inputs (quantize) "
-      "or packed bytes (pack/unpack).\n")
-    w("| operation | bits | ISA | size | µs per call | GB/s | Mvalues/s |")
-    w("|---|---|---|---|---|---|---|")
-    for r in rows:
-        if r["bench"] in ("quantize/keys", "quantize/values", "pack", "unpack"):
-            size = (f"{r['tokens']} tokens" if "tokens" in r else f"{r.get('rows', '?')} rows") + \
-                   f" × {r.get('dim', '?')}"
-            w(f"| {r['bench']} | {r['bits']} | {r['isa']} | {size} | {us(r['seconds'])} | "
-              f"{r['bytes_per_second'] / 1e9:.2f} | {r['items_per_second'] / 1e6:.0f} |")
-    w("")
+    quantize_rows = [r for r in rows if r["bench"] in ("quantize/keys", "quantize/values", "pack",
+                                                      "unpack")]
+    if quantize_rows:
+        write_quantize(w, quantize_rows)
 
     # ---- memory
     w("## Memory (Llama-3-8B shape, 16K context, default value group 64)\n")
