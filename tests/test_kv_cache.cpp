@@ -123,8 +123,9 @@ TEST(KVCache, FullPrecisionIsExact) {
 }
 
 // attend and reconstruct against the independent reference of tests/reference.hpp (a naive
-// quantizer and attention in double). The reference needs the cache's key groups: today one group
-// per demotion event (SPEC §2), recorded here by running a copy of the selector. Checks:
+// quantizer and attention in double). The reference needs the cache's key groups: one group per
+// demotion event until storage is addressed by position (SPEC §2, revised), recorded here by
+// running a copy of the selector. Checks:
 // - reconstruct() equals the reference's dequantized cache, element for element (FP tokens
 //   exactly; a quantized element may be one step off only within 1e-4 of a step from a rounding
 //   tie, where float and double evaluation may round differently);
