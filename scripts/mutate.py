@@ -3,14 +3,16 @@
 reports which ones no test catches (docs/testing.md). Not part of CI: it rebuilds the tests once
 per mutation (about 2-3 minutes each on 2 cores).
 
-Usage: python3 scripts/mutate.py [--isas scalar,avx2,avxvnni,avx512] [--only NAME ...]
+Usage: python3 scripts/mutate.py [--isas scalar,avx2,avxvnni,avx512] [--aarch64] [--only NAME ...]
                                  [--scratch DIR]
 
 For each mutation and each ISA it runs the test suite as a host with only that ISA would: the
 cache uses that kernel set (LOGQUANT_ISA) and only the scalar and that ISA's kernel-test instances
-run. A mutation is caught on an ISA when at least one test fails there; the report ends with a
-table and the exit status is 1 if any mutation survives on any ISA. Standard library only; needs
-cmake, a C++ compiler and the test dependencies (scripts/test.sh installs them)."""
+run; scalar runs the scalar-only build (LOGQUANT_SCALAR_ONLY, as .ci/run's stage). --aarch64 adds the NEON suite, cross-built as the aarch64-neon preset does and run under
+qemu-aarch64 (.ci/run's aarch64 stage installs what it needs). A mutation is caught on an ISA when
+at least one test fails there; the report ends with a table and the exit status is 1 if any
+mutation survives on any ISA. Standard library only; needs cmake, a C++ compiler and the test
+dependencies (scripts/test.sh installs them)."""
 
 import argparse
 import os
@@ -84,30 +86,54 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--isas", default=None,
                     help="comma-separated ISAs to test on (default: every one this host runs)")
+    ap.add_argument("--aarch64", action="store_true",
+                    help="also the NEON suite: cross build, tests under qemu-aarch64")
     ap.add_argument("--only", nargs="*", default=None, help="mutation names to run")
     ap.add_argument("--scratch", default="build/mutants")
     args = ap.parse_args()
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     scratch = os.path.abspath(os.path.join(root, args.scratch))
-    src, build = os.path.join(scratch, "src"), os.path.join(scratch, "build")
+    src = os.path.join(scratch, "src")
+    # Where each ISA's suite is built: scalar as the scalar-only build (no SIMD table exists, as on
+    # a host without them, so no test can compare against another table), NEON cross-built.
+    build_of = {"scalar": os.path.join(scratch, "build-scalar-only"),
+                "neon": os.path.join(scratch, "build-aarch64")}
+    host = os.path.join(scratch, "build")
     jobs = str(os.cpu_count() or 2)
 
     copy_tree(root, src)
-    os.makedirs(build, exist_ok=True)
-    print(f"==> configure and build the unmutated tests in {build}", flush=True)
-    if run(["cmake", "-S", src, "-B", build, "-DCMAKE_BUILD_TYPE=RelWithDebInfo",
-            "-DLOGQUANT_BUILD_BENCHMARKS=OFF", "-DLOGQUANT_BUILD_EXAMPLES=OFF"], root) or \
-            run(["cmake", "--build", build, "--parallel", jobs], root):
-        raise SystemExit("error: the unmutated tree does not build")
-
     if args.isas:
         isas = args.isas.split(",")
     else:
-        helper = os.path.join(build, "supported_isas")
-        run(["c++", "-std=c++17", "-O0", "-I" + os.path.join(src, "include"),
-             os.path.join(src, "scripts", "supported_isas.cpp"), "-o", helper], root)
+        helper = os.path.join(scratch, "supported_isas")
+        if run(["c++", "-std=c++17", "-O0", "-I" + os.path.join(src, "include"),
+                os.path.join(src, "scripts", "supported_isas.cpp"), "-o", helper], root):
+            raise SystemExit("error: cannot compile scripts/supported_isas.cpp")
         isas = subprocess.run([helper], check=True, capture_output=True,
                               text=True).stdout.strip().split(",")
+        if args.aarch64:
+            isas.append("neon")
+    common = ["-DCMAKE_BUILD_TYPE=RelWithDebInfo", "-DLOGQUANT_BUILD_BENCHMARKS=OFF",
+              "-DLOGQUANT_BUILD_EXAMPLES=OFF"]
+    extra_of = {"scalar": ["-DLOGQUANT_SCALAR_ONLY=ON"],
+                "neon": ["--toolchain",
+                         os.path.join(src, "cmake/toolchains/aarch64-linux-gnu.cmake")]}
+    builds = []
+    for isa in isas:
+        entry = (build_of.get(isa, host), extra_of.get(isa, []))
+        if entry not in builds:
+            builds.append(entry)
+    for directory, extra in builds:
+        os.makedirs(directory, exist_ok=True)
+        print(f"==> configure and build the unmutated tests in {directory}", flush=True)
+        if run(["cmake", "-S", src, "-B", directory] + common + extra, root) or \
+                run(["cmake", "--build", directory, "--parallel", jobs], root):
+            raise SystemExit(f"error: the unmutated tree does not build in {directory}")
+
+    def build_all(log=None):
+        return all(run(["cmake", "--build", d, "--parallel", jobs], root, log=log) == 0
+                   for d, _ in builds)
+
     print("==> ISAs: " + ", ".join(isas), flush=True)
 
     def suite_fails(isa, log):
@@ -115,7 +141,8 @@ def main():
         others = [i for i in ALL_ISAS if i not in ("scalar", isa)]
         exclude = r"package_|odr|_needs?_|/(" + "|".join(others) + r")( |$)"
         env = dict(os.environ, LOGQUANT_ISA=isa, LOGQUANT_TEST_REQUIRE="")
-        return run(["ctest", "--test-dir", build, "--parallel", jobs, "-E", exclude,
+        directory = build_of.get(isa, host)
+        return run(["ctest", "--test-dir", directory, "--parallel", jobs, "-E", exclude,
                     "--stop-on-failure"], root, env, log) != 0
 
     for isa in isas:
@@ -133,7 +160,7 @@ def main():
         try:
             log_path = os.path.join(scratch, f"{name}.log")
             with open(log_path, "w") as log:
-                if run(["cmake", "--build", build, "--parallel", jobs], root, log=log):
+                if not build_all(log):
                     caught = {isa: "build fails" for isa in isas}
                 else:
                     caught = {isa: "caught" if suite_fails(isa, log) else "SURVIVES"
@@ -144,8 +171,8 @@ def main():
         results.append((name, what, caught))
         print(f"{name}: " + ", ".join(f"{i} {c}" for i, c in caught.items()) +
               f" ({time.time() - start:.0f} s; log {log_path})", flush=True)
-    # Rebuild unmutated so the scratch build matches the tree again for the next run.
-    run(["cmake", "--build", build, "--parallel", jobs], root)
+    # Rebuild unmutated so the scratch builds match the tree again for the next run.
+    build_all()
 
     print("\n| mutation | what it models | " + " | ".join(isas) + " |")
     print("|---|---|" + "---|" * len(isas))
