@@ -153,6 +153,12 @@ void bench_kvcache(benchmark::State& st, const Shape& s, Kind k, logquant::Isa i
   set_counters(st, data.info, ctx, threads);
 }
 
+// The median of per-call times (a copy: nth_element reorders it).
+double median_of(std::vector<double> v) {
+  std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
+  return v[v.size() / 2];
+}
+
 // One thread against two, call by call: each iteration times one attend() and one
 // attend_parallel(.., 2 threads, pool) on the next two layers of the same data set, alternating
 // which goes first. Benchmarks run one after another, so on a shared machine the host's load can
@@ -186,11 +192,7 @@ void bench_paired_threads(benchmark::State& st, const Shape& s, Kind k, logquant
       ++i;
     }
   }
-  auto median = [](std::vector<double> v) {
-    std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
-    return v[v.size() / 2];
-  };
-  const double m1 = median(one), m2 = median(two);
+  const double m1 = median_of(one), m2 = median_of(two);
   st.counters["t1_us"] = m1 * 1e6;
   st.counters["t2_us"] = m2 * 1e6;
   st.counters["speedup"] = m1 / m2;
@@ -209,11 +211,6 @@ float sum_layer(const Cache& c) {
     s += sum_any(reinterpret_cast<const float*>(c.keys(h)), floats) +
          sum_any(reinterpret_cast<const float*>(c.values(h)), floats);
   return s;
-}
-
-double median_of(std::vector<double> v) {
-  std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
-  return v[v.size() / 2];
 }
 
 // Dense fp32 / fp16 baselines: split by KV head across threads (no merge needed). Counters beside

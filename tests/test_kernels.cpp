@@ -83,6 +83,15 @@ Availability availability(Isa isa, bool supported, const std::vector<Isa>& requi
     }                                                                                            \
   } while (false)
 
+// In a *MatchesScalar test, /scalar would compare the scalar table with itself: it skips, and the
+// *Reference tests check the scalar table against tests/reference.hpp instead.
+#define LOGQUANT_SKIP_SELF_COMPARISON()                                               \
+  do {                                                                                \
+    if (GetParam() == Isa::kScalar)                                                   \
+      GTEST_SKIP() << "the scalar table is what this test compares with; the "        \
+                      "*Reference tests check it against tests/reference.hpp";        \
+  } while (false)
+
 class Kernels : public ::testing::TestWithParam<Isa> {
  protected:
   void SetUp() override {
@@ -93,7 +102,6 @@ class Kernels : public ::testing::TestWithParam<Isa> {
   }
   const KernelTable& table() const { return *table_; }
   const KernelTable& ref() const { return kernels::scalar_table(); }
-  bool is_reference() const { return GetParam() == Isa::kScalar; }
 
  private:
   const KernelTable* table_ = nullptr;
@@ -185,9 +193,7 @@ std::vector<std::size_t> value_groups(std::size_t dim) {
 // Quantize kernels: byte for byte.
 
 TEST_P(Kernels, QuantizeKeyGroupMatchesScalarBytes) {
-  if (is_reference())
-    GTEST_SKIP() << "the scalar table is what this test compares with; the *Reference tests "
-                    "check it against tests/reference.hpp";
+  LOGQUANT_SKIP_SELF_COMPARISON();
   for (unsigned bits : {2u, 4u, 8u})
     for (std::size_t dim : kHeadDims)
       for (std::size_t tokens = 1; tokens <= 40; ++tokens) {
@@ -207,9 +213,7 @@ TEST_P(Kernels, QuantizeKeyGroupMatchesScalarBytes) {
 }
 
 TEST_P(Kernels, QuantizeValueTokenMatchesScalarBytes) {
-  if (is_reference())
-    GTEST_SKIP() << "the scalar table is what this test compares with; the *Reference tests "
-                    "check it against tests/reference.hpp";
+  LOGQUANT_SKIP_SELF_COMPARISON();
   for (unsigned bits : {2u, 4u, 8u})
     for (std::size_t dim : kHeadDims)
       for (std::size_t group : value_groups(dim))
@@ -336,9 +340,7 @@ double output_tolerance(unsigned value_bits) {
 }
 
 TEST_P(Kernels, AttendQuantizedMatchesScalar) {
-  if (is_reference())
-    GTEST_SKIP() << "the scalar table is what this test compares with; the *Reference tests "
-                    "check it against tests/reference.hpp";
+  LOGQUANT_SKIP_SELF_COMPARISON();
   // Key group sizes: aligned to 16, unaligned (groups share value tiles, tile rows padded), and
   // one group longer than a 256-token chunk.
   const std::vector<std::vector<std::size_t>> layouts = {
@@ -397,9 +399,7 @@ TEST_P(Kernels, AttendQuantizedMatchesScalar) {
 // (kernels::operand_inverse): a query of ~1e-39 (all digits 0, only the bias remains), and value
 // tiles whose softmax weights are ~e^-85 times a small value scale (all int8 weights 0).
 TEST_P(Kernels, AttendQuantizedWithVanishingOperands) {
-  if (is_reference())
-    GTEST_SKIP() << "the scalar table is what this test compares with; the *Reference tests "
-                    "check it against tests/reference.hpp";
+  LOGQUANT_SKIP_SELF_COMPARISON();
   const std::size_t dim = 64, heads = 4;
   {
     SCOPED_TRACE("query of 1e-39");
@@ -443,9 +443,7 @@ TEST_P(Kernels, AttendQuantizedEmptyRangeLeavesStateAlone) {
 // quantized, so outputs agree to float rounding: 1e-5 of the output range, 1e-5 on the
 // log-sum-exp.
 TEST_P(Kernels, AttendFullMatchesScalar) {
-  if (is_reference())
-    GTEST_SKIP() << "the scalar table is what this test compares with; the *Reference tests "
-                    "check it against tests/reference.hpp";
+  LOGQUANT_SKIP_SELF_COMPARISON();
   std::size_t cases = 0;
   for (std::size_t dim : kHeadDims)
     for (std::size_t tokens : {1u, 2u, 7u, 8u, 9u, 15u, 16u, 17u, 31u, 32u, 33u, 40u, 100u})
@@ -545,10 +543,19 @@ TEST_P(Kernels, QuantizeMatchesIndependentReference) {
 // root mean square over every head and channel. With b-bit keys and values, the same bound rejects
 // a quantizer one bit coarser: the reference with one key bit (or one value bit) fewer lands
 // farther than that from the b-bit reference, so a kernel that lost a bit of its codes fails here
-// (with mixed widths the coarser part dominates the bound, so those cases skip this check). And the reference itself must sit
-// within [0.5, 1.5] x predicted_rms of exact attention, which is what makes the prediction the
-// cost of quantization. Measured ratios are printed.
-constexpr double kOperandShare = 0.25;  // measured: up to 0.05 here, 0.12 in test_kv_cache
+// (with mixed widths the coarser part dominates the bound, so those cases skip this check). And
+// the reference itself must sit within [0.5, 1.5] x predicted_rms of exact attention, which is
+// what makes the prediction the cost of quantization. Measured ratios are printed.
+using logquant_ref::kOperandShare;
+
+// Each head's output acc / sum, in double.
+std::vector<double> outputs_of(const AttentionState& st) {
+  std::vector<double> out(st.heads * st.head_dim);
+  for (std::size_t h = 0; h < st.heads; ++h)
+    for (std::size_t c = 0; c < st.head_dim; ++c)
+      out[h * st.head_dim + c] = st.acc[h * st.head_dim + c] / st.sum[h];
+  return out;
+}
 
 TEST_P(Kernels, AttendQuantizedWithinBoundOfReference) {
   const std::vector<std::vector<std::size_t>> layouts = {{16, 32, 16, 48, 64, 16},
@@ -578,15 +585,13 @@ TEST_P(Kernels, AttendQuantizedWithinBoundOfReference) {
 
         AttentionState st(heads, dim);
         table().attend_quantized(block.view, q.data(), 0, n, view_of(st));
-        std::vector<double> got(heads * dim);
-        for (std::size_t h = 0; h < heads; ++h)
-          for (std::size_t c = 0; c < dim; ++c) got[h * dim + c] = st.acc[h * dim + c] / st.sum[h];
+        const std::vector<double> got = outputs_of(st);
 
         using logquant_ref::quantize_head;
         auto attend_ref = [&](const logquant_ref::Head& r) {
           return logquant_ref::attention(r.keys, r.values, n, dim, q.data(), heads);
         };
-        const auto exact = quantize_head(k.data, v.data, n, dim, dim, {}, value_group, 2, 2);
+        const auto exact = logquant_ref::exact_head(k.data, v.data, n, dim, dim);
         const auto ref = quantize_head(k.data, v.data, n, dim, dim, groups, value_group, key_bits,
                                        value_bits);
         const std::vector<double> want = attend_ref(ref);
@@ -628,11 +633,8 @@ TEST_P(Kernels, AttendFullMatchesReference) {
       AttentionState st(heads, dim);
       table().attend_full(kernels::FullHeadView{k.data, v.data, tokens, dim}, q.data(),
                           view_of(st));
-      std::vector<double> got(heads * dim);
-      for (std::size_t h = 0; h < heads; ++h)
-        for (std::size_t c = 0; c < dim; ++c) got[h * dim + c] = st.acc[h * dim + c] / st.sum[h];
-      const auto exact =
-          logquant_ref::quantize_head(k.data, v.data, tokens, dim, dim, {}, dim, 2, 2);
+      const std::vector<double> got = outputs_of(st);
+      const auto exact = logquant_ref::exact_head(k.data, v.data, tokens, dim, dim);
       const std::vector<double> want =
           logquant_ref::attention(exact.keys, exact.values, tokens, dim, q.data(), heads);
       const std::vector<double> zero(want.size(), 0.0);
@@ -690,9 +692,7 @@ void expect_cache_matches_scalar(const KernelTable& table, const CacheConfig& cf
 }
 
 TEST_P(Kernels, KVCacheMatchesScalarCache) {
-  if (is_reference())
-    GTEST_SKIP() << "the scalar table is what this test compares with; the *Reference tests "
-                    "check it against tests/reference.hpp";
+  LOGQUANT_SKIP_SELF_COMPARISON();
   CacheConfig cfg;
   cfg.head_dim = 80;
   cfg.kv_heads = 2;
