@@ -88,8 +88,8 @@ TEST(Concurrency, ManyThreadsAttendEverySelectorAndTable) {
     SCOPED_TRACE(isa_name(isa));
     const kernels::KernelTable& table = kernels::table_for(isa);
     check_concurrent_attend(filled(LogSelector(8), 300, 1, table));
-    check_concurrent_attend(filled(SinkSelector(4, 40, 16), 300, 2, table));
-    check_concurrent_attend(filled(RecentSelector(40, 16), 300, 3, table));
+    check_concurrent_attend(filled(SinkSelector(4, 40), 300, 2, table));
+    check_concurrent_attend(filled(RecentSelector(40), 300, 3, table));
     check_concurrent_attend(filled(FullSelector(), 100, 4, table));
   }
 }
@@ -121,7 +121,7 @@ TEST(Concurrency, PartialAttentionPerThreadMerges) {
 
 // save, memory and reconstruct are const too: running them while other threads attend is allowed.
 TEST(Concurrency, SaveAndInspectWhileOthersAttend) {
-  const auto cache = filled(SinkSelector(4, 40, 16), 200, 7);
+  const auto cache = filled(SinkSelector(4, 40), 200, 7);
   std::ostringstream reference;
   cache.save(reference);
   const std::size_t dim = cache.config().head_dim, kv = cache.config().kv_heads;

@@ -705,8 +705,8 @@ TEST_P(Kernels, KVCacheMatchesScalarCache) {
   cfg.value_bits = 8;
   cfg.value_group = 32;
   {
-    SCOPED_TRACE("SinkSelector(4, 40, 16), 4/8-bit");
-    expect_cache_matches_scalar(table(), cfg, SinkSelector(4, 40, 16), 300, 6);
+    SCOPED_TRACE("SinkSelector(4, 40), 4/8-bit");
+    expect_cache_matches_scalar(table(), cfg, SinkSelector(4, 40), 300, 6);
   }
 }
 

@@ -231,7 +231,7 @@ TEST(KVCache, AttendAndReconstructMatchIndependentReference) {
                    std::to_string(dim));
       check_against_reference(config(dim, 2, kb, vb), LogSelector(10), 400, 8, coarse);
       check_against_reference(config(dim, 2, kb, vb), RecentSelector(48), 300, 2, coarse);
-      check_against_reference(config(dim, 1, kb, vb), SinkSelector(4, 40, 16), 300, 4, coarse);
+      check_against_reference(config(dim, 1, kb, vb), SinkSelector(4, 40), 300, 4, coarse);
       check_against_reference(config(dim, 2, kb, vb), LogStepSelector(12, 4), 300, 4, coarse);
     }
     if (kb != vb) continue;  // with mixed widths the coarser part dominates the bound
@@ -340,8 +340,8 @@ TEST(KVCache, ReserveMakesLaterAppendsAllocationFree) {
     check_reserve(RecentSelector(32), 5, 600);
   }
   {
-    SCOPED_TRACE("SinkSelector(4, 40, 16)");
-    check_reserve(SinkSelector(4, 40, 16), 100, 650);
+    SCOPED_TRACE("SinkSelector(4, 40)");
+    check_reserve(SinkSelector(4, 40), 100, 650);
   }
   {
     SCOPED_TRACE("FullSelector");
@@ -389,7 +389,7 @@ TEST(KVCache, MergedPartialStatesEqualWhole) {
   EXPECT_THROW(cache.attend_partial(q.data(), 6, 0.125f, 0, 901, s), InvalidArgument);
   // A boundary inside the quantized block must be a multiple of 16, the end as much as the begin
   // (a value tile's int8 weights are quantized over the whole tile); inside the FP block any is.
-  ASSERT_TRUE(nq > 48 && nq % 16 == 0) << nq;  // RecentSelector(100) demotes 32 at a time
+  ASSERT_TRUE(nq > 48 && nq % 16 == 0) << nq;  // RecentSelector(100): 900 - 100 = 800 quantized
   for (std::size_t end : {std::size_t{17}, std::size_t{40}, nq - 1}) {
     try {
       cache.attend_partial(q.data(), 6, 0.125f, 0, end, s);

@@ -300,7 +300,7 @@ TEST(Llama2Policy, ParsesTheCommandLineSyntax) {
   EXPECT_EQ(s.max_full_precision(), 48u);
   for (const char* bad : {"", "full:3", "logquant", "logquant:", "logquant:0", "logquant:-3",
                           "logquant:16x", "kivi:abc", "sink:4", "sink:,4", "sink:4,", "lru:5",
-                          "kivi:99999999999999999999"})
+                          "kivi:99999999999999999999", "kivi:48,16", "sink:4,44,16"})
     EXPECT_THROW(llama2::parse_policy(bad), std::invalid_argument) << bad;
   llama2::Policy p;
   llama2::parse_bits("4/2", p);
@@ -316,10 +316,10 @@ TEST(Llama2Compare, RowsMatchBudgets) {
   const std::vector<llama2::CompareRow> rows = llama2::compare_rows(o);
   std::vector<std::string> names;
   for (const llama2::CompareRow& r : rows) names.push_back(r.policy.name());
-  // Equal max FP: W = B/3, R = B, S + R = B. Equal mean FP (2.5W + 0.5 = 40.5): a window of R
-  // demoting 32 at a time averages R - 15.5, so KIVI R = 56 and sink 4 + 52.
+  // Equal max FP: W = B/3, R = B, S + R = B. Equal mean FP (2.5W + 0.5 = 40.5): an exact window
+  // of R holds R, so KIVI R = 40 and sink 4 + 36 (ties go to the smaller window).
   EXPECT_EQ(names, (std::vector<std::string>{"full", "logquant:16", "kivi:48", "sink:4,44",
-                                             "kivi:56", "sink:4,52"}));
+                                             "kivi:40", "sink:4,36"}));
   o.budgets = {2};
   EXPECT_THROW(llama2::compare_rows(o), std::invalid_argument);
 }
@@ -330,7 +330,6 @@ TEST(Llama2Compare, ScoresAreConsistent) {
   const Checkpoint ck = llama2::checkpoint_from_bytes(make_checkpoint(shape, 8));
   llama2::CompareOptions o;
   o.budgets = {6};
-  o.group = 4;
   o.sequences = 3;
   o.length = 40;
   const llama2::CompareResult res = llama2::run_compare(ck, o);

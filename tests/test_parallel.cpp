@@ -129,7 +129,7 @@ TEST_P(Parallel, RecentAndFullSelectorsMatchAttend) {
   CacheConfig cfg;
   cfg.head_dim = 32;
   cfg.kv_heads = 2;
-  check_thread_counts(cfg, logquant::RecentSelector(64, 32), 700, 4, GetParam());
+  check_thread_counts(cfg, logquant::RecentSelector(64), 700, 4, GetParam());
   check_thread_counts(cfg, logquant::FullSelector(), 300, 2, GetParam());
 }
 

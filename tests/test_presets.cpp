@@ -26,17 +26,18 @@ TEST(Presets, AccurateGeometry) {
   EXPECT_EQ(p.config.value_bits, 2u);
   EXPECT_EQ(p.selector.sink(), logquant::presets::kAccurateSink);
   EXPECT_EQ(p.selector.recent(), 96u - logquant::presets::kAccurateSink);
-  EXPECT_EQ(p.selector.group(), logquant::presets::kAccurateGroup);
-  EXPECT_THROW(logquant::presets::accurate(128, 8, 19), logquant::InvalidArgument);
+  EXPECT_THROW(logquant::presets::accurate(128, 8, 4), logquant::InvalidArgument);
+  EXPECT_EQ(logquant::presets::accurate(128, 8, 5).selector.recent(), 1u);  // the smallest window
   const auto l = logquant::presets::logquant(128, 8, 32);
   EXPECT_EQ(l.config.key_bits, 2u);
   EXPECT_EQ(l.selector.capacity(), 96u);
 }
 
-// While nothing is demoted, the cache is exact; past the budget the FP count stays within
-// [budget - 16 + 1, budget] and memory is below fp32.
+// While nothing is demoted, the cache is exact; past the budget the FP set is exactly the sink and
+// the newest budget - 4 tokens, and memory is below fp32.
 TEST(Presets, AccurateCacheIsExactUntilFullAndBoundedAfter) {
   const std::size_t dim = 64, kv = 2, qh = 4, budget = 48;
+  const std::size_t sink = logquant::presets::kAccurateSink;
   const auto p = logquant::presets::accurate(dim, kv, budget);
   logquant::KVCache<logquant::SinkSelector> cache(p.config, p.selector);
   const auto k = gaussian(400 * kv * dim, 1), v = gaussian(400 * kv * dim, 2), q = gaussian(qh * dim, 3);
@@ -61,9 +62,10 @@ TEST(Presets, AccurateCacheIsExactUntilFullAndBoundedAfter) {
   }
   for (std::size_t t = budget; t < 400; ++t) {
     cache.append(k.data() + t * kv * dim, v.data() + t * kv * dim, 1);
-    const std::size_t fp = cache.full_precision_positions().size();
-    ASSERT_GE(fp, budget - logquant::presets::kAccurateGroup + 1);
-    ASSERT_LE(fp, budget);
+    const std::vector<std::size_t> fp = cache.full_precision_positions();
+    ASSERT_EQ(fp.size(), budget);
+    for (std::size_t i = 0; i < budget; ++i)
+      ASSERT_EQ(fp[i], i < sink ? i : t + 1 - budget + i) << "t " << t << ", i " << i;
   }
   EXPECT_LT(cache.memory_bytes(), 400 * kv * dim * 2 * sizeof(float));
 }

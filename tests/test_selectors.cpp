@@ -1,12 +1,14 @@
 // Token selectors: the SPEC §1 worked examples, the invariants of LogQuant's rule for many W and n,
-// chunking invariance, and the baselines' documented FP counts.
+// chunking invariance, and the baselines' exact windows (FP sets, one-token demotions, state).
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <limits>
 #include <numeric>
 #include <random>
 #include <set>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -137,60 +139,165 @@ TEST(Selectors, ChunkingInvariance) {
   for (std::uint32_t seed = 1; seed <= 4; ++seed) {
     check_chunking<LogSelector>([] { return LogSelector(5); }, 1500, seed);
     check_chunking<LogSelector>([] { return LogSelector(1); }, 300, seed);
-    check_chunking<RecentSelector>([] { return RecentSelector(40, 16); }, 1500, seed);
-    check_chunking<SinkSelector>([] { return SinkSelector(4, 20, 8); }, 1500, seed);
+    check_chunking<RecentSelector>([] { return RecentSelector(40); }, 1500, seed);
+    check_chunking<SinkSelector>([] { return SinkSelector(4, 20); }, 1500, seed);
     check_chunking<FullSelector>([] { return FullSelector(); }, 500, seed);
   }
 }
 
-TEST(RecentSelector, KeepsMostRecentAndDemotesInGroups) {
-  RecentSelector s(10, 4);
+// The exact window: FP positions [0, min(size, sink)) and [max(sink, size - recent), size).
+Positions sink_window_fp(std::size_t sink, std::size_t recent, std::size_t size) {
+  const std::size_t first = size > sink + recent ? size - recent : sink;
+  return concat(range(0, std::min(size, sink)), first < size ? range(first, size) : Positions{});
+}
+
+using Events = std::vector<std::pair<std::size_t, Positions>>;
+
+// Appends n tokens to `s` in chunks drawn by `next_chunk`, checking after every append that the
+// FP positions are exactly the window, and in every callback that it reports one position, the
+// oldest window position, before the trigger enters. Returns the demotion events.
+template <class Selector, class NextChunk>
+Events run_exact_window(Selector s, std::size_t n, NextChunk&& next_chunk) {
+  const std::size_t sink = s.sink(), recent = s.recent();
+  Events events;
+  std::size_t window_first = sink;  // the test's own model of the window start
+  while (s.size() < n) {
+    const std::size_t step = std::min(n - s.size(), next_chunk());
+    s.append(step, [&](std::size_t trigger, const std::size_t* p, std::size_t count) {
+      EXPECT_EQ(s.size(), trigger);  // called before the trigger enters
+      EXPECT_EQ(count, 1u) << "trigger " << trigger;
+      EXPECT_EQ(trigger - window_first, recent) << "demoted before the window was full";
+      EXPECT_EQ(p[0], window_first) << "trigger " << trigger << ": not the oldest window position";
+      ++window_first;
+      events.emplace_back(trigger, Positions(p, p + count));
+    });
+    const Positions fp = s.full_precision_positions();
+    EXPECT_EQ(fp, sink_window_fp(sink, recent, s.size())) << "size " << s.size();
+    if (s.size() > sink) {
+      EXPECT_EQ(fp.size(), sink + std::min(s.size() - sink, recent));
+    } else {
+      EXPECT_EQ(fp.size(), s.size());
+    }
+    if (::testing::Test::HasFailure()) break;
+  }
+  return events;
+}
+
+// Every token from sink + recent on demotes exactly the token `recent` before it.
+Events expected_events(std::size_t sink, std::size_t recent, std::size_t n) {
+  Events e;
+  for (std::size_t t = sink + recent; t < n; ++t) e.emplace_back(t, Positions{t - recent});
+  return e;
+}
+
+// One token at a time, one call, fixed and random chunk sizes (zero-sized chunks included): the
+// same exact window after every append and the same callback sequence.
+template <class Selector>
+void check_exact_window(const Selector& fresh, std::size_t n) {
+  SCOPED_TRACE("sink " + std::to_string(fresh.sink()) + ", recent " +
+               std::to_string(fresh.recent()) + ", n " + std::to_string(n));
+  const Events want = expected_events(fresh.sink(), fresh.recent(), n);
+  ASSERT_EQ(run_exact_window(fresh, n, [] { return std::size_t{1}; }), want);
+  ASSERT_EQ(run_exact_window(fresh, n, [n] { return n; }), want);
+  for (std::size_t c : {2, 3, 7, 16, 33})
+    ASSERT_EQ(run_exact_window(fresh, n, [c] { return c; }), want) << "chunks of " << c;
+  for (std::uint32_t seed = 1; seed <= 3; ++seed) {
+    std::mt19937 rng(seed);
+    std::uniform_int_distribution<std::size_t> chunk(0, 2 * (fresh.sink() + fresh.recent()) + 3);
+    ASSERT_EQ(run_exact_window(fresh, n, [&] { return chunk(rng); }), want) << "seed " << seed;
+  }
+}
+
+TEST(SinkSelector, ExactWindowEveryChunking) {
+  for (std::size_t sink : {0, 1, 3, 4, 7})
+    for (std::size_t recent : {1, 2, 5, 16, 33}) check_exact_window(SinkSelector(sink, recent), 300);
+}
+
+TEST(RecentSelector, ExactWindowEveryChunking) {
+  for (std::size_t recent : {1, 2, 3, 10, 48, 128}) check_exact_window(RecentSelector(recent), 400);
+}
+
+TEST(RecentSelector, KeepsExactlyTheNewest) {
+  RecentSelector s(10);
   s.append(10);
   EXPECT_EQ(s.full_precision_positions(), range(0, 10));
-  std::vector<Positions> events;
+  Events events;
   s.append(1, [&](std::size_t trigger, const std::size_t* p, std::size_t c) {
-    EXPECT_EQ(trigger, 10u);
-    events.emplace_back(p, p + c);
+    events.emplace_back(trigger, Positions(p, p + c));
   });
-  ASSERT_EQ(events.size(), 1u);
-  EXPECT_EQ(events[0], range(0, 4));
-  EXPECT_EQ(s.full_precision_positions(), range(4, 11));
-  // Documented cycle: between recent - group + 1 and recent.
-  for (std::size_t t = 11; t < 500; ++t) {
-    s.append(1);
-    const auto fp = s.full_precision_positions();
-    ASSERT_GE(fp.size(), 7u);
-    ASSERT_LE(fp.size(), 10u);
-    ASSERT_EQ(fp.back(), t);
-    ASSERT_EQ(fp.front(), t + 1 - fp.size());
-  }
-  EXPECT_EQ(RecentSelector(3, 32).group(), 3u);  // group clamps to the window
+  EXPECT_EQ(events, (Events{{10, {0}}}));
+  EXPECT_EQ(s.full_precision_positions(), range(1, 11));
+  s.append(489);
+  EXPECT_EQ(s.full_precision_positions(), range(490, 500));
 }
 
 TEST(SinkSelector, KeepsSinkAndRecentWindow) {
-  SinkSelector s(4, 8, 4);
+  SinkSelector s(4, 8);
   s.append(3);
   EXPECT_EQ(s.full_precision_positions(), range(0, 3));
   s.append(9);  // 12 tokens: exactly sink + recent
   EXPECT_EQ(s.full_precision_positions(), range(0, 12));
   s.append(1);
-  EXPECT_EQ(s.full_precision_positions(), concat(range(0, 4), range(8, 13)));
-  for (std::size_t t = 13; t < 400; ++t) {
-    s.append(1);
-    const auto fp = s.full_precision_positions();
-    ASSERT_EQ(Positions(fp.begin(), fp.begin() + 4), range(0, 4));
-    ASSERT_GE(fp.size(), 4u + 8 - 4 + 1);
-    ASSERT_LE(fp.size(), 12u);
-    ASSERT_EQ(fp.back(), t);
+  EXPECT_EQ(s.full_precision_positions(), concat(range(0, 4), range(5, 13)));
+  s.append(387);
+  EXPECT_EQ(s.full_precision_positions(), concat(range(0, 4), range(392, 400)));
+}
+
+// save_state is {sink, recent, size}; load_state restores the window and the selector goes on
+// exactly as the original would, at every size around and well past the window filling.
+template <class Selector>
+void check_state_round_trip(const Selector& fresh, std::size_t max_n) {
+  for (std::size_t n = 0; n <= max_n; ++n) {
+    Selector a = fresh;
+    a.append(n);
+    const std::vector<std::uint64_t> state = a.save_state();
+    ASSERT_EQ(state, (std::vector<std::uint64_t>{fresh.sink(), fresh.recent(), n}));
+    Selector b = Selector::load_state(state);
+    ASSERT_EQ(b.size(), n);
+    ASSERT_EQ(b.full_precision_positions(), a.full_precision_positions()) << "n " << n;
+    ASSERT_EQ(b.save_state(), state);
+    Events ea, eb;
+    a.append(40, [&](std::size_t t, const std::size_t* p, std::size_t c) { ea.emplace_back(t, Positions(p, p + c)); });
+    b.append(40, [&](std::size_t t, const std::size_t* p, std::size_t c) { eb.emplace_back(t, Positions(p, p + c)); });
+    ASSERT_EQ(eb, ea) << "n " << n;
+    ASSERT_EQ(b.full_precision_positions(), sink_window_fp(fresh.sink(), fresh.recent(), n + 40));
   }
 }
 
-// Arguments: the window and group must be >= 1, and sink + recent (capacity()) must not wrap.
-// The same checks guard load_state, which must throw FormatError for words a file could hold.
+TEST(SinkSelector, StateRoundTripsAtEverySize) {
+  for (std::size_t sink : {0, 1, 4, 9})
+    for (std::size_t recent : {1, 2, 7, 20}) check_state_round_trip(SinkSelector(sink, recent), 120);
+  for (std::size_t recent : {1, 5, 24}) check_state_round_trip(RecentSelector(recent), 120);
+}
+
+// The state is exactly 3 words: the old 4-word {sink, recent, group, size} is refused, naming the
+// count; so are other counts, a zero window, an overflowing sum, and (RecentSelector) a sink.
+TEST(SinkSelector, LoadStateRefusesBadWords) {
+  using W = std::vector<std::uint64_t>;
+  const std::size_t max = std::numeric_limits<std::size_t>::max();
+  for (const W& old : {W{4, 8, 8, 100}, W{0, 8, 4, 3}}) {
+    try {
+      SinkSelector::load_state(old);
+      FAIL() << "a 4-word state loaded";
+    } catch (const logquant::FormatError& e) {
+      EXPECT_NE(std::string(e.what()).find("4 words (expected 3)"), std::string::npos) << e.what();
+    }
+    EXPECT_THROW(RecentSelector::load_state(old), logquant::FormatError);
+  }
+  EXPECT_THROW(SinkSelector::load_state(W{}), logquant::FormatError);
+  EXPECT_THROW(SinkSelector::load_state(W{4, 8}), logquant::FormatError);
+  EXPECT_THROW(SinkSelector::load_state(W{4, 8, 1, 2, 3}), logquant::FormatError);
+  EXPECT_THROW(SinkSelector::load_state(W{4, 0, 10}), logquant::FormatError);  // recent 0
+  EXPECT_THROW(SinkSelector::load_state(W{max - 7, 8, 0}), logquant::FormatError);
+  EXPECT_NO_THROW(SinkSelector::load_state(W{max - 8, 8, 100}));
+  EXPECT_THROW(RecentSelector::load_state(W{1, 8, 20}), logquant::FormatError);  // a sink
+  EXPECT_NO_THROW(RecentSelector::load_state(W{0, 8, 20}));
+}
+
+// Arguments: the window must be >= 1, and sink + recent (capacity()) must not wrap.
 TEST(SinkSelector, ValidatesItsArguments) {
   const std::size_t max = std::numeric_limits<std::size_t>::max();
   EXPECT_THROW(SinkSelector(4, 0), logquant::InvalidArgument);
-  EXPECT_THROW(SinkSelector(4, 8, 0), logquant::InvalidArgument);
   try {
     SinkSelector bad(max - 7, 8);
     FAIL() << "sink + recent wrapped to " << bad.capacity();
@@ -200,11 +307,7 @@ TEST(SinkSelector, ValidatesItsArguments) {
   }
   EXPECT_THROW(SinkSelector(max, 1), logquant::InvalidArgument);
   EXPECT_EQ(SinkSelector(max - 8, 8).capacity(), max);  // the largest sum is fine
-  EXPECT_EQ(SinkSelector(0, 8, 4).full_precision_positions(), Positions{});
-  EXPECT_EQ(SinkSelector(7, 8, 32).group(), 8u);  // group clamps to the window
-  EXPECT_THROW(SinkSelector::load_state({max - 7, 8, 8, 0}), logquant::FormatError);
-  EXPECT_THROW(SinkSelector::load_state({4, 0, 1, 0}), logquant::FormatError);
-  EXPECT_NO_THROW(SinkSelector::load_state({max - 8, 8, 8, 100}));
+  EXPECT_EQ(SinkSelector(0, 8).full_precision_positions(), Positions{});
 }
 
 TEST(FullSelector, KeepsEverything) {
@@ -219,7 +322,6 @@ TEST(FullSelector, KeepsEverything) {
 TEST(Selectors, BadArgumentsThrow) {
   EXPECT_THROW(LogSelector(0), logquant::InvalidArgument);
   EXPECT_THROW(RecentSelector(0), logquant::InvalidArgument);
-  EXPECT_THROW(RecentSelector(4, 0), logquant::InvalidArgument);
   EXPECT_THROW(SinkSelector(4, 0), logquant::InvalidArgument);
   try {
     LogSelector bad(0);

@@ -236,14 +236,14 @@ TEST(SerializeRoundTrip, LogSelector) {
 }
 
 TEST(SerializeRoundTrip, SinkSelector) {
-  // Sink 2, window 20, group 8: demotions arrive with tokens 22, 30, 38, ...
+  // Sink 2, window 20: every token from 22 on demotes one.
   for (const CacheConfig& cfg : configs())
-    for (std::size_t n : {0, 1, 22, 23, 26, 31, 60}) check_round_trip(cfg, SinkSelector(2, 20, 8), n, 37);
+    for (std::size_t n : {0, 1, 22, 23, 26, 31, 60}) check_round_trip(cfg, SinkSelector(2, 20), n, 37);
 }
 
 TEST(SerializeRoundTrip, RecentSelector) {
   for (const CacheConfig& cfg : configs())
-    for (std::size_t n : {0, 1, 24, 25, 28, 33, 70}) check_round_trip(cfg, RecentSelector(24, 8), n, 37);
+    for (std::size_t n : {0, 1, 24, 25, 28, 33, 70}) check_round_trip(cfg, RecentSelector(24), n, 37);
 }
 
 TEST(SerializeRoundTrip, FullSelector) {
@@ -257,7 +257,7 @@ TEST(SerializeRoundTrip, LongerCacheSeveralKeyGroupsPerTileRow) {
   cfg.head_dim = 48;
   cfg.kv_heads = 3;
   check_round_trip(cfg, LogSelector(5), 301, 50);
-  check_round_trip(cfg, SinkSelector(4, 33, 7), 301, 50);
+  check_round_trip(cfg, SinkSelector(4, 33), 301, 50);
 }
 
 // The code layout does not depend on the ISA: a cache built with any kernel table saves the same
@@ -298,7 +298,7 @@ TEST(SerializeFormat, ReadsExactlyOneCacheFromAStream) {
   cfg.kv_heads = 2;
   const Data d = make_data(40, cfg, 3);
   KVCache<LogSelector> a(cfg, LogSelector(3));
-  KVCache<SinkSelector> b(cfg, SinkSelector(1, 10, 4));
+  KVCache<SinkSelector> b(cfg, SinkSelector(1, 10));
   append_range(a, d, 0, 40, 1);
   append_range(b, d, 0, 29, 1);
   std::stringstream both;
@@ -416,8 +416,8 @@ void check_corruptions_and_truncations(const S& selector, std::size_t n) {
 
 TEST(SerializeHostile, CorruptionsAndTruncationsEverySelector) {
   check_corruptions_and_truncations(LogSelector(3), 14);
-  check_corruptions_and_truncations(SinkSelector(1, 5, 3), 11);
-  check_corruptions_and_truncations(RecentSelector(5, 3), 11);
+  check_corruptions_and_truncations(SinkSelector(1, 5), 11);
+  check_corruptions_and_truncations(RecentSelector(5), 11);
   check_corruptions_and_truncations(FullSelector(), 3);
   check_corruptions_and_truncations(LogSelector(3), 0);
 }
@@ -640,10 +640,10 @@ void check_selector_state(const S& fresh, std::size_t max_n) {
 
 TEST(SelectorState, RoundTripsAndContinues) {
   for (std::size_t w : {1, 2, 3, 4, 5, 7, 8, 16}) check_selector_state(LogSelector(w), 200);
-  check_selector_state(SinkSelector(0, 5, 2), 60);
-  check_selector_state(SinkSelector(3, 7, 3), 60);
-  check_selector_state(SinkSelector(2, 4, 9), 60);  // group clamped to recent
-  check_selector_state(RecentSelector(6, 4), 60);
+  check_selector_state(SinkSelector(0, 5), 60);
+  check_selector_state(SinkSelector(3, 7), 60);
+  check_selector_state(SinkSelector(2, 1), 60);
+  check_selector_state(RecentSelector(6), 60);
   check_selector_state(FullSelector(), 5);
   // "Never demote" parameters are valid and must load.
   check_selector_state(RecentSelector(std::numeric_limits<std::size_t>::max()), 3);
@@ -678,11 +678,10 @@ TEST(SelectorState, RefusesWordsSaveStateCannotProduce) {
   EXPECT_THROW(LogSelector::load_state(W{2, 8, 1, 2, 4, 5, 6, 7}), FormatError);  // no sink
   EXPECT_THROW(LogSelector::load_state(W{2, 8, 0, 2, 4, 5, 6, 9}), FormatError);
   EXPECT_THROW(LogSelector::load_state(W{2, 8, 0, 2, 5, 6, 7}), FormatError);  // wrong count
-  EXPECT_THROW(SinkSelector::load_state(W{0, 4, 2}), FormatError);
-  EXPECT_THROW(SinkSelector::load_state(W{0, 0, 1, 3}), FormatError);  // recent 0
-  EXPECT_THROW(SinkSelector::load_state(W{0, 4, 5, 3}), FormatError);  // group > recent
-  EXPECT_THROW(SinkSelector::load_state(W{0, 4, 0, 3}), FormatError);  // group 0
-  EXPECT_THROW(RecentSelector::load_state(W{1, 4, 2, 3}), FormatError);  // a sink
+  EXPECT_THROW(SinkSelector::load_state(W{0, 4}), FormatError);
+  EXPECT_THROW(SinkSelector::load_state(W{0, 4, 2, 3}), FormatError);  // the old 4-word state
+  EXPECT_THROW(SinkSelector::load_state(W{0, 0, 3}), FormatError);  // recent 0
+  EXPECT_THROW(RecentSelector::load_state(W{1, 4, 3}), FormatError);  // a sink
   EXPECT_THROW(FullSelector::load_state(W{}), FormatError);
   EXPECT_THROW(FullSelector::load_state(W{1, 2}), FormatError);
 }

@@ -26,27 +26,25 @@ struct Preset {
 /// Attention-sink tokens kept by `accurate` (StreamingLLM's choice; position 0 is the one that
 /// matters most).
 inline constexpr std::size_t kAccurateSink = 4;
-/// Tokens `accurate` demotes at once: one 16-row tile, so no key code bytes are padding, and each
-/// key group spans 16 contiguous positions (narrow per-channel ranges after RoPE).
-inline constexpr std::size_t kAccurateGroup = 16;
 
 /// The most accurate cache per byte we measured: 4-bit keys, 2-bit values, the first 4 tokens and
-/// a recent window in full precision, the window demoted 16 tokens at a time. `full_precision` is
-/// the most FP tokens held (sink included, >= kAccurateSink + kAccurateGroup). Keys cause almost
-/// all of 2-bit quantization's error; the 2 extra bits per key cost less memory than the FP
-/// tokens a 2-bit cache needs to reach the same accuracy (docs/accuracy.md, "Equal memory").
+/// an exact recent window in full precision (the window slides one token at a time; the storage
+/// groups keys by position). `full_precision` is the FP tokens held once the window has filled
+/// (sink included, >= kAccurateSink + 1). Keys cause almost all of 2-bit quantization's error; the
+/// 2 extra bits per key cost less memory than the FP tokens a 2-bit cache needs to reach the same
+/// accuracy (docs/accuracy.md, "Equal memory").
 inline Preset<SinkSelector> accurate(std::size_t head_dim, std::size_t kv_heads,
                                      std::size_t full_precision) {
-  detail::require(full_precision >= kAccurateSink + kAccurateGroup, [&] {
+  detail::require(full_precision >= kAccurateSink + 1, [&] {
     return "presets::accurate: full_precision = " + std::to_string(full_precision) +
-           " (expected >= " + std::to_string(kAccurateSink + kAccurateGroup) + ")";
+           " (expected >= " + std::to_string(kAccurateSink + 1) + ")";
   });
   CacheConfig cfg;
   cfg.head_dim = head_dim;
   cfg.kv_heads = kv_heads;
   cfg.key_bits = 4;
   cfg.value_bits = 2;
-  return {cfg, SinkSelector(kAccurateSink, full_precision - kAccurateSink, kAccurateGroup)};
+  return {cfg, SinkSelector(kAccurateSink, full_precision - kAccurateSink)};
 }
 
 /// LogQuant as the paper specifies it: 2-bit keys and values, budget 3W (SPEC §1).

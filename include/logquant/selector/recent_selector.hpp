@@ -1,8 +1,8 @@
-// KIVI's selector (arXiv 2402.02750): the most recent tokens stay in full precision. Keys are
-// quantized per channel over a group of tokens, so tokens leave the window in groups: when a token
-// arrives with `recent` FP tokens held, the oldest `group` of them are demoted together. The FP
-// count therefore never exceeds `recent` and, once the window has filled, cycles between
-// recent - group + 1 and recent (group is clamped to recent). It is a sink window with no sink.
+// KIVI's selector (arXiv 2402.02750): the newest `recent` tokens stay in full precision, an exact
+// window. When a token arrives with `recent` FP tokens held, the single oldest of them is demoted,
+// so once the window has filled the FP count is exactly `recent`. KIVI quantizes keys per channel
+// over groups of tokens; that grouping is the storage's job, by position, so the window slides one
+// token at a time rather than demoting a group at once. It is a sink window with no sink.
 #pragma once
 
 #include <cstddef>
@@ -16,8 +16,7 @@ namespace logquant {
 
 class RecentSelector : public SinkSelector {
  public:
-  explicit RecentSelector(std::size_t recent, std::size_t group = kDefaultGroup)
-      : SinkSelector(0, recent, group) {}
+  explicit RecentSelector(std::size_t recent) : SinkSelector(0, recent) {}
 
   /// Serialization (selector.hpp): SinkSelector's state with sink = 0, under its own name so a
   /// file says which of the two wrote it.
@@ -27,7 +26,7 @@ class RecentSelector : public SinkSelector {
     detail::state_require(base.sink() == 0, "RecentSelector", [&] {
       return "sink = " + std::to_string(base.sink()) + " (expected 0)";
     });
-    RecentSelector s(base.recent(), base.group());
+    RecentSelector s(base.recent());
     static_cast<SinkSelector&>(s) = base;
     return s;
   }

@@ -1,11 +1,13 @@
-// StreamingLLM-style selector: the first `sink` tokens stay in full precision forever, plus a
-// recent window of `recent` tokens that, like RecentSelector, demotes its oldest `group` tokens at
-// once when full. The FP count never exceeds sink + recent and, once the window has filled, cycles
-// between sink + recent - group + 1 and sink + recent.
+// StreamingLLM-style selector: the first `sink` tokens stay in full precision forever, plus an
+// exact recent window of the newest `recent` tokens. The window slides one token at a time: when
+// a token arrives and the window already holds `recent` tokens, its single oldest token is
+// demoted (one on_demote call with count 1). The FP count is exactly min(size, sink) +
+// min(size - sink, recent) (the second term 0 while size <= sink), constant once the window has
+// filled. Tokens are not demoted in groups: grouping keys for per-channel quantization is the
+// storage's job, by position, independent of demotion events.
 #pragma once
 
 #include <algorithm>
-#include <type_traits>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
@@ -19,12 +21,8 @@ namespace logquant {
 
 class SinkSelector {
  public:
-  static constexpr std::size_t kDefaultGroup = 32;
-
-  SinkSelector(std::size_t sink, std::size_t recent, std::size_t group = kDefaultGroup)
-      : sink_(sink), recent_(recent), group_(std::min(group, recent)), first_(sink) {
+  SinkSelector(std::size_t sink, std::size_t recent) : sink_(sink), recent_(recent), first_(sink) {
     detail::require(recent >= 1, "recent window R must be >= 1 (SinkSelector, RecentSelector)");
-    detail::require(group >= 1, "group must be >= 1 (SinkSelector, RecentSelector)");
     // capacity() = sink + recent must not wrap around.
     detail::require(sink <= std::numeric_limits<std::size_t>::max() - recent, [&] {
       return "SinkSelector: sink (" + std::to_string(sink) + ") + recent (" +
@@ -35,7 +33,6 @@ class SinkSelector {
 
   std::size_t sink() const { return sink_; }
   std::size_t recent() const { return recent_; }
-  std::size_t group() const { return group_; }
   std::size_t capacity() const { return sink_ + recent_; }
   std::size_t size() const { return seen_; }
 
@@ -52,50 +49,44 @@ class SinkSelector {
   void append(std::size_t n, OnDemote&& on_demote) {
     for (std::size_t i = 0; i < n; ++i) {
       if (seen_ >= first_ && seen_ - first_ == recent_) {
-        demoted_.clear();
-        for (std::size_t p = first_; p < first_ + group_; ++p) demoted_.push_back(p);
-        first_ += group_;
-        on_demote(seen_, demoted_.data(), demoted_.size());
+        const std::size_t oldest = first_++;
+        on_demote(seen_, &oldest, std::size_t{1});
       }
       ++seen_;
     }
   }
 
-  /// Serialization (selector.hpp). The state is sink, recent, group (as clamped) and size(); the
-  /// start of the recent window follows from them.
+  /// Serialization (selector.hpp). The state is sink, recent and size(); the start of the recent
+  /// window follows from them.
   static constexpr const char* kStateName = "sink";
-  std::vector<std::uint64_t> save_state() const { return {sink_, recent_, group_, seen_}; }
+  std::vector<std::uint64_t> save_state() const { return {sink_, recent_, seen_}; }
   static SinkSelector load_state(const std::vector<std::uint64_t>& state) {
     const char* name = "SinkSelector";
-    detail::state_require(state.size() == 4, name, [&] {
-      return std::to_string(state.size()) + " words (expected 4)";
+    detail::state_require(state.size() == 3, name, [&] {
+      return std::to_string(state.size()) + " words (expected 3)";
     });
     const std::size_t sink = detail::state_word(state, 0, name, "sink");
     const std::size_t recent = detail::state_word(state, 1, name, "recent");
-    const std::size_t group = detail::state_word(state, 2, name, "group");
-    const std::size_t seen = detail::state_word(state, 3, name, "size");
-    detail::state_require(recent >= 1 && group >= 1 && group <= recent, name, [&] {
-      return "recent = " + std::to_string(recent) + ", group = " + std::to_string(group) +
-             " (expected 1 <= group <= recent)";
+    const std::size_t seen = detail::state_word(state, 2, name, "size");
+    detail::state_require(recent >= 1, name, [&] {
+      return "recent = " + std::to_string(recent) + " (expected >= 1)";
     });
     detail::state_require(sink <= std::numeric_limits<std::size_t>::max() - recent, name, [&] {
       return "sink = " + std::to_string(sink) + ", recent = " + std::to_string(recent) +
              " (their sum overflows)";
     });
-    SinkSelector s(sink, recent, group);
+    SinkSelector s(sink, recent);
     s.seen_ = seen;
-    // Demotions happen as tokens sink + recent + j * group arrive (j = 0, 1, ...). Nothing here
-    // overflows: it only runs when seen - sink > recent >= group.
-    if (seen > sink && seen - sink > recent)
-      s.first_ = sink + ((seen - 1 - sink - recent) / group + 1) * group;
+    // One demotion per token past sink + recent: the window is the newest `recent` tokens. No
+    // overflow: seen - sink > recent here.
+    if (seen > sink && seen - sink > recent) s.first_ = seen - recent;
     return s;
   }
 
  private:
-  std::size_t sink_, recent_, group_;
+  std::size_t sink_, recent_;
   std::size_t seen_ = 0;
   std::size_t first_;  // recent FP positions are [first_, seen_) once seen_ > sink_
-  std::vector<std::size_t> demoted_;
 };
 
 }  // namespace logquant
