@@ -35,10 +35,10 @@ inline constexpr Shape kLlama3{"llama3-8b", 32, 8, 128};
 inline constexpr Shape kHeadDim64{"hd64", 32, 8, 64};
 
 /// The caches compared. Budgets follow the LogQuant paper: 128 full-precision tokens, so
-/// LogQuant W = 42 (3W = 126) and KIVI R = 128 with group 32; W = 48 is the nearest W that is a
+/// LogQuant W = 42 (3W = 126) and KIVI R = 128 (an exact window); W = 48 is the nearest W that is a
 /// multiple of 16, so its key groups need no row padding. kAccurate is the README's recommended
 /// preset at the same budget: presets::accurate(head_dim, kv_heads, 128), 4-bit keys, 2-bit
-/// values, sink 4 + the newest 124 tokens in full precision, demoted 16 at a time.
+/// values, sink 4 + the newest 124 tokens in full precision (an exact window).
 enum class Kind {
   kFp32,
   kFp16,
@@ -86,7 +86,7 @@ decltype(auto) with_cache(const Shape& s, Kind k, const logquant::kernels::Kerne
     case Kind::kLogQuant2W48:
       return f(logquant::KVCache<logquant::LogSelector>(cfg, logquant::LogSelector(48), table));
     case Kind::kKivi2:
-      return f(logquant::KVCache<logquant::RecentSelector>(cfg, logquant::RecentSelector(128, 32),
+      return f(logquant::KVCache<logquant::RecentSelector>(cfg, logquant::RecentSelector(128),
                                                            table));
     case Kind::kFull:
       return f(logquant::KVCache<logquant::FullSelector>(cfg, logquant::FullSelector(), table));
@@ -113,8 +113,8 @@ inline std::size_t fp_budget(Kind k) {
 inline std::size_t demotion_cycle(Kind k) {
   switch (k) {
     case Kind::kLogQuant2W48: return 48;
-    case Kind::kKivi2: return 32;
-    case Kind::kAccurate: return logquant::presets::kAccurateGroup;
+    case Kind::kKivi2: return 1;     // an exact window: every token demotes one
+    case Kind::kAccurate: return 1;
     case Kind::kFull: return 16;
     default: return 42;
   }

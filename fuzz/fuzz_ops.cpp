@@ -281,12 +281,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     case 0: run(in, cfg, table, LogSelector(1 + in.below(8))); break;
     case 1: {
       const std::size_t sink = in.below(5), recent = 1 + in.below(24);
-      run(in, cfg, table, SinkSelector(sink, recent, 1 + in.below(16)));
+      run(in, cfg, table, SinkSelector(sink, recent));
       break;
     }
     case 2: {
       const std::size_t recent = 1 + in.below(24);
-      run(in, cfg, table, RecentSelector(recent, 1 + in.below(16)));
+      run(in, cfg, table, RecentSelector(recent));
       break;
     }
     default: run(in, cfg, table, FullSelector()); break;

@@ -66,10 +66,10 @@ int main(int argc, char** argv) {
   load_seed(load, "log-empty", 0, config(4, 1, 2, 2), LogSelector(2), 0);
   load_seed(load, "log-w2-9", 0, config(4, 1, 2, 2), LogSelector(2), 9);
   load_seed(load, "log-w3-14-rotated", 0, config(20, 2, 4, 2, true), LogSelector(3), 14);
-  load_seed(load, "sink-empty", 1, config(8, 1, 2, 2), SinkSelector(1, 5, 3), 0);
-  load_seed(load, "sink-11", 1, config(16, 1, 8, 8), SinkSelector(1, 5, 3), 11);
-  load_seed(load, "recent-empty", 2, config(8, 1, 2, 4), RecentSelector(5, 3), 0);
-  load_seed(load, "recent-11", 2, config(8, 2, 2, 4), RecentSelector(5, 3), 11);
+  load_seed(load, "sink-empty", 1, config(8, 1, 2, 2), SinkSelector(1, 5), 0);
+  load_seed(load, "sink-11", 1, config(16, 1, 8, 8), SinkSelector(1, 5), 11);
+  load_seed(load, "recent-empty", 2, config(8, 1, 2, 4), RecentSelector(5), 0);
+  load_seed(load, "recent-11", 2, config(8, 2, 2, 4), RecentSelector(5), 11);
   load_seed(load, "full-empty", 3, config(4, 1, 2, 2), FullSelector(), 0);
   load_seed(load, "full-3", 3, config(4, 1, 2, 2), FullSelector(), 3);
   load_seed(load, "logstep-empty", 8, config(8, 1, 2, 2), LogStepSelector(4, 2), 0);

@@ -28,7 +28,6 @@ struct CompareOptions {
   std::uint64_t seed = 1;    ///< sequence i is sampled with seed + i
   float temperature = 1.0f;  ///< for sampling the sequences
   unsigned key_bits = 2, value_bits = 2;
-  std::size_t group = logquant::SinkSelector::kDefaultGroup;  ///< KIVI / sink demotion group
   std::size_t sink = 4;
   bool rotate = false;  ///< rotate every policy's cached channels (--rotate)
   /// --rows: when not empty, these policies replace the budget rows, and the paired differences
@@ -58,8 +57,8 @@ struct CompareResult {
 
 /// The rows for the budgets in `o`: full precision, then per budget B LogQuant W = B/3, KIVI
 /// R = B and sink S + (B - S) (equal maximum FP count), and KIVI and sink with R chosen so their
-/// steady-state mean FP count equals LogQuant's 2.5W + 0.5 (its count cycles 2W+1 .. 3W; a
-/// window of R demoting `group` tokens at a time cycles R - group + 1 .. R).
+/// steady-state mean FP count equals LogQuant's 2.5W + 0.5 (its count cycles 2W+1 .. 3W; an
+/// exact window of R holds R, so R is the nearest count, ties to the smaller).
 inline std::vector<CompareRow> compare_rows(const CompareOptions& o) {
   std::vector<CompareRow> rows;
   auto add = [&](Policy p, std::size_t budget, const std::string& matched) {
@@ -67,7 +66,6 @@ inline std::vector<CompareRow> compare_rows(const CompareOptions& o) {
       p.key_bits = o.key_bits;
       p.value_bits = o.value_bits;
     }
-    if (!p.own_group) p.group = o.group;
     p.rotate = p.rotate || o.rotate;
     for (CompareRow& r : rows)
       if (r.budget == budget && r.policy.name() == p.name()) {
@@ -89,14 +87,13 @@ inline std::vector<CompareRow> compare_rows(const CompareOptions& o) {
     add(Policy::logquant(w), b, "max FP & mean FP");
     add(Policy::kivi(b), b, "max FP");
     add(Policy::sink_window(o.sink, b - o.sink), b, "max FP");
-    // Mean FP count of a window R with demotion group g = min(group, R): R - (g - 1) / 2.
+    // An exact window of R holds R FP tokens once full: R is the count nearest the mean.
     const double target = 2.5 * static_cast<double>(w) + 0.5;
     auto window_for = [&](double mean) {
       std::size_t r = 1;
       double best = 1e300;
-      for (std::size_t cand = 1; cand <= 4 * b + o.group; ++cand) {
-        const double g = static_cast<double>(std::min(o.group, cand));
-        const double err = std::fabs(static_cast<double>(cand) - (g - 1) / 2 - mean);
+      for (std::size_t cand = 1; cand <= 4 * b; ++cand) {
+        const double err = std::fabs(static_cast<double>(cand) - mean);
         if (err < best) {
           best = err;
           r = cand;
@@ -300,13 +297,13 @@ inline std::string format_report(const CompareOptions& o, const CompareResult& r
   std::snprintf(line, sizeof line,
                 "%zu sequences of %zu tokens sampled from the full-precision model (temperature "
                 "%.2f, seeds %llu..%llu; %zu story breaks (BOS) inside them); %zu predicted "
-                "positions per sequence; keys %u-bit, values %u-bit; KIVI/sink demotion group "
-                "%zu%s. Mean ± standard error over sequences; cache bytes are memory().total() "
+                "positions per sequence; keys %u-bit, values %u-bit; KIVI and sink exact "
+                "windows%s. Mean ± standard error over sequences; cache bytes are memory().total() "
                 "summed over layers, averaged over positions.\n\n",
                 o.sequences, o.length, static_cast<double>(o.temperature),
                 static_cast<unsigned long long>(o.seed),
                 static_cast<unsigned long long>(o.seed + o.sequences - 1), res.story_breaks,
-                o.length - 1, o.key_bits, o.value_bits, o.group,
+                o.length - 1, o.key_bits, o.value_bits,
                 o.rotate ? "; channels rotated (--rotate)" : "");
   out += line;
   out += "| budget B | policy | matched on | mean FP tokens | mean cache bytes | perplexity "

@@ -19,10 +19,9 @@ namespace {
 const char* kUsage =
     "usage: logquant_llama2 MODEL.bin TOKENIZER.bin [options]\n"
     "generation:\n"
-    "  --policy P        full | logquant:W | logstep:W,STEP | kivi:R[,G] | sink:S,R[,G]\n"
+    "  --policy P        full | logquant:W | logstep:W,STEP | kivi:R | sink:S,R\n"
     "                    then optionally +rot (rotate channels), +bK/V (bits)  (default full)\n"
     "  --bits K/V        key/value bits of quantized tokens: 2, 4 or 8 (default 2/2)\n"
-    "  --group G         tokens KIVI and sink demote at once (default 32)\n"
     "  --rotate          Hadamard-rotate cached channels (CacheConfig::rotate)\n"
     "  --prompt TEXT     text to start from (default: none, BOS only)\n"
     "  --steps N         positions to run, prompt included (default 256, at most seq_len)\n"
@@ -35,7 +34,7 @@ const char* kUsage =
     "  --sequences N     sampled sequences (default 16)\n"
     "  --length L        tokens per sequence, BOS included (default 512)\n"
     "  --seed S          sequence i is sampled with seed S + i (default 1)\n"
-    "  --bits, --group   as above; --temperature sets the sampling temperature (default 1)\n";
+    "  --bits            as above; --temperature sets the sampling temperature (default 1)\n";
 
 std::size_t parse_size(const std::string& flag, const std::string& v) {
   return llama2::detail::parse_count(v, flag);
@@ -122,7 +121,7 @@ int main(int argc, char** argv) {
     llama2::Policy policy;
     llama2::CompareOptions cmp;
     std::string prompt, bits = "2/2";
-    std::size_t steps = 256, group = logquant::SinkSelector::kDefaultGroup;
+    std::size_t steps = 256;
     float temperature = 1.0f;
     std::uint64_t seed = 0;
     bool have_seed = false, compare = false, rotate = false;
@@ -136,8 +135,6 @@ int main(int argc, char** argv) {
         policy = llama2::parse_policy(value());
       } else if (a == "--bits") {
         bits = value();
-      } else if (a == "--group") {
-        group = parse_size(a, value());
       } else if (a == "--prompt") {
         prompt = value();
       } else if (a == "--steps") {
@@ -184,7 +181,6 @@ int main(int argc, char** argv) {
       return 2;
     }
     llama2::parse_bits(bits, policy);
-    if (!policy.own_group) policy.group = group;
     policy.rotate = policy.rotate || rotate;
 
     const llama2::Checkpoint model = llama2::load_checkpoint(positional[0]);
@@ -199,7 +195,6 @@ int main(int argc, char** argv) {
     if (compare) {
       cmp.key_bits = policy.key_bits;
       cmp.value_bits = policy.value_bits;
-      cmp.group = group;
       cmp.rotate = rotate;
       cmp.temperature = temperature;
       if (have_seed) cmp.seed = seed;

@@ -22,10 +22,8 @@ struct Policy {
   std::size_t step = 0;    ///< LogStep: tokens demoted per event
   std::size_t recent = 0;  ///< KIVI / sink: recent window R
   std::size_t sink = 0;    ///< sink: first S tokens
-  std::size_t group = logquant::SinkSelector::kDefaultGroup;  ///< KIVI / sink demotion group
   unsigned key_bits = 2, value_bits = 2;
   bool rotate = false;     ///< CacheConfig::rotate (Hadamard rotation of cached channels)
-  bool own_group = false;  ///< `group` was given in the policy text (kivi:R,G / sink:S,R,G)
   bool own_bits = false;   ///< bits were given in the policy text (+bK/V)
 
   static Policy full() { return Policy{}; }
@@ -49,16 +47,15 @@ struct Policy {
     }
   }
 
-  /// "full", "logquant:16", "logstep:32,16", "kivi:48", "sink:4,44", "kivi:48,16+rot+b4/2"
-  /// (the --policy syntax; a group, bits or rotation appear only when given in the text).
+  /// "full", "logquant:16", "logstep:32,16", "kivi:48", "sink:4,44", "kivi:48+rot+b4/2"
+  /// (the --policy syntax; bits or rotation appear only when given in the text).
   std::string name() const {
     std::string n;
-    const std::string g = own_group ? "," + std::to_string(group) : "";
     switch (kind) {
       case Kind::kLogQuant: n = "logquant:" + std::to_string(window); break;
       case Kind::kLogStep: n = "logstep:" + std::to_string(window) + "," + std::to_string(step); break;
-      case Kind::kKivi: n = "kivi:" + std::to_string(recent) + g; break;
-      case Kind::kSink: n = "sink:" + std::to_string(sink) + "," + std::to_string(recent) + g; break;
+      case Kind::kKivi: n = "kivi:" + std::to_string(recent); break;
+      case Kind::kSink: n = "sink:" + std::to_string(sink) + "," + std::to_string(recent); break;
       default: n = "full";
     }
     if (rotate) n += "+rot";
@@ -94,7 +91,7 @@ inline std::size_t parse_count(const std::string& s, const std::string& what) {
 
 inline void parse_bits(const std::string& text, Policy& policy);
 
-/// Parses full | logquant:W | logstep:W,STEP | kivi:R[,G] | sink:S,R[,G], optionally followed by
+/// Parses full | logquant:W | logstep:W,STEP | kivi:R | sink:S,R, optionally followed by
 /// +rot (rotate cached channels) and/or +bK/V (bits of this policy, overriding --bits).
 inline Policy parse_policy(const std::string& full_text) {
   const std::string what = "--policy " + full_text;
@@ -112,8 +109,8 @@ inline Policy parse_policy(const std::string& full_text) {
   Policy pol;
   auto fail = [&]() {
     throw std::invalid_argument(what +
-                                ": expected full, logquant:W, logstep:W,STEP, kivi:R[,G] or "
-                                "sink:S,R[,G], then optionally +rot and +bK/V");
+                                ": expected full, logquant:W, logstep:W,STEP, kivi:R or "
+                                "sink:S,R, then optionally +rot and +bK/V");
   };
   if (kind == "full" && colon == std::string::npos) {
     pol = Policy::full();
@@ -121,12 +118,10 @@ inline Policy parse_policy(const std::string& full_text) {
     pol = Policy::logquant(nums[0]);
   } else if (kind == "logstep" && nums.size() == 2) {
     pol = Policy::logstep(nums[0], nums[1]);
-  } else if (kind == "kivi" && (nums.size() == 1 || nums.size() == 2)) {
+  } else if (kind == "kivi" && nums.size() == 1) {
     pol = Policy::kivi(nums[0]);
-    if (nums.size() == 2) pol.group = nums[1], pol.own_group = true;
-  } else if (kind == "sink" && (nums.size() == 2 || nums.size() == 3)) {
+  } else if (kind == "sink" && nums.size() == 2) {
     pol = Policy::sink_window(nums[0], nums[1]);
-    if (nums.size() == 3) pol.group = nums[2], pol.own_group = true;
   } else {
     fail();
   }
@@ -218,9 +213,9 @@ class PolicyCache {
       case Policy::Kind::kLogStep:
         return KVCache<LogStepSelector>(cfg, LogStepSelector(p.window, p.step));
       case Policy::Kind::kKivi:
-        return KVCache<RecentSelector>(cfg, RecentSelector(p.recent, p.group));
+        return KVCache<RecentSelector>(cfg, RecentSelector(p.recent));
       case Policy::Kind::kSink:
-        return KVCache<SinkSelector>(cfg, SinkSelector(p.sink, p.recent, p.group));
+        return KVCache<SinkSelector>(cfg, SinkSelector(p.sink, p.recent));
       default:
         return KVCache<FullSelector>(cfg, FullSelector());
     }
