@@ -482,10 +482,10 @@ struct FloorArrays {
 
 // The sizes of one KV head's quantized arrays, as floor_attend streams them.
 FloorArrays floor_arrays(const logquant::kernels::QuantizedHeadView& v) {
-  return FloorArrays{v.tokens * v.key_row_bytes(),
-                     logquant::tiles_for(v.tokens) * logquant::tiles_for(v.head_dim) *
+  return FloorArrays{v.tokens / 16 * v.key_tile_row_bytes(),
+                     v.tokens / 16 * logquant::tiles_for(v.head_dim) *
                          logquant::tile_bytes(v.value_bits),
-                     v.groups * v.head_dim, v.tokens * (v.head_dim / v.value_group)};
+                     v.tokens / v.key_group * v.head_dim, v.tokens * (v.head_dim / v.value_group)};
 }
 
 LOGQUANT_X86_KERNELS_BEGIN
@@ -577,9 +577,9 @@ std::int32_t floor_mix_attend(const logquant::kernels::QuantizedHeadView& v,
   for (auto& a : acc) a = _mm512_setzero_si512();
   __m512 p[kHeads], sum[kHeads];
   for (std::size_t h = 0; h < kHeads; ++h) p[h] = sum[h] = _mm512_setzero_ps();
-  const std::size_t row_bytes = v.key_row_bytes();
+  const std::size_t row_bytes = v.key_tile_row_bytes() / 16;
   std::size_t vectors = 0;
-  for (std::size_t g = 0; g < v.groups; ++g) {
+  for (std::size_t g = 0; g < v.tokens / v.key_group; ++g) {
     __m512 vmax[kHeads], vbias[kHeads];
     for (std::size_t h = 0; h < kHeads; ++h) vmax[h] = vbias[h] = _mm512_setzero_ps();
     const auto* meta = reinterpret_cast<const std::int32_t*>(v.key_meta + g * kDim);
@@ -609,8 +609,8 @@ std::int32_t floor_mix_attend(const logquant::kernels::QuantizedHeadView& v,
         check = _mm512_add_epi32(check,
                                  _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_load_ps(&qs[h][c]), inv)));
     }
-    const std::uint8_t* codes = v.key_codes + v.group_first[g] * row_bytes;
-    const std::size_t bytes = (v.group_first[g + 1] - v.group_first[g]) * row_bytes;
+    const std::uint8_t* codes = v.key_codes + g * v.key_group * row_bytes;
+    const std::size_t bytes = v.key_group * row_bytes;
     for (std::size_t b = 0; b + 64 <= bytes; b += 64) {
       floor_planes(_mm512_load_si512(codes + b), mask, op, acc);
       if (++vectors % (kDim / 16) == 0) {  // one tile row of 16 tokens
@@ -714,7 +714,7 @@ void bench_attend_floor(benchmark::State& st, const Shape& s, logquant::Isa isa,
 }
 
 // attend-fp-part: the library's own call for the full-precision tokens alone of the same cold
-// layers (KVCache::attend_partial over [quantized_size(), size())), which attend-floor-mix leaves
+// layers (KVCache::attend_partial over [quantized_block_size(), attention_slots())), which attend-floor-mix leaves
 // out: what the kernel pays for them. MB_read counts their bytes.
 void bench_attend_fp_part(benchmark::State& st, const Shape& s, logquant::Isa isa,
                           std::size_t ctx) {
@@ -726,7 +726,7 @@ void bench_attend_fp_part(benchmark::State& st, const Shape& s, logquant::Isa is
   std::size_t i = 0;
   for (auto _ : st) {
     const Cache& c = data.caches[i++ % data.caches.size()];
-    c.attend_partial(q.data(), s.q_heads, scale, c.quantized_size(), c.size(), state);
+    c.attend_partial(q.data(), s.q_heads, scale, c.quantized_block_size(), c.attention_slots(), state);
     benchmark::DoNotOptimize(state.acc.data());
     benchmark::ClobberMemory();
   }

@@ -201,13 +201,14 @@ class Harness {
   // Tile-aligned splits of the cache, merged: finite, and the same shape as attend.
   void partial(Input& in) {
     if (size_ == 0) return;
-    const std::size_t q_heads = cfg_.kv_heads, nq = cache_.quantized_size();
+    const std::size_t q_heads = cfg_.kv_heads, nq = cache_.quantized_block_size();
+    const std::size_t slots = cache_.attention_slots();
     std::vector<float> q(q_heads * cfg_.head_dim, 0.5f), out(q.size());
-    std::size_t split = in.below(size_ + 1);
+    std::size_t split = in.below(slots + 1);
     if (split < nq) split -= split % kTileCols;
     AttentionState a, b;
     cache_.attend_partial(q.data(), q_heads, 0.3f, 0, split, a);
-    cache_.attend_partial(q.data(), q_heads, 0.3f, split, size_, b);
+    cache_.attend_partial(q.data(), q_heads, 0.3f, split, slots, b);
     a.merge(b);
     a.finalize(out.data());
     for (float x : out) FUZZ_CHECK(std::isfinite(x), "merged partial attention is not finite");
@@ -224,7 +225,14 @@ class Harness {
     FUZZ_CHECK(cache_.size() == size_, "size()");
     FUZZ_CHECK(cache_.quantized_size() + cache_.full_precision_size() == size_, "token split");
     const std::vector<std::size_t> fp = cache_.full_precision_positions();
-    FUZZ_CHECK(fp == cache_.selector().full_precision_positions(), "FP positions vs selector");
+    // SPEC §2: the selector's FP positions in complete key groups, and the open group.
+    std::vector<std::size_t> want;
+    const std::size_t open = size_ / cfg_.key_group * cfg_.key_group;
+    for (std::size_t p : cache_.selector().full_precision_positions())
+      if (p < open) want.push_back(p);
+    for (std::size_t p = open; p < size_; ++p) want.push_back(p);
+    FUZZ_CHECK(fp == want, "FP positions vs selector and open group");
+    FUZZ_CHECK(cache_.quantized_block_size() == open, "quantized block size");
     std::vector<char> seen(size_, 0);
     for (std::size_t p : fp) FUZZ_CHECK(p < size_ && !seen[p]++, "FP positions");
     for (std::size_t p : cache_.quantized_positions())
@@ -277,6 +285,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   for (Isa isa : kernels::supported_isas())
     if (isa != Isa::kScalar) isas.push_back(isa);
   const kernels::KernelTable& table = kernels::table_for(isas[in.below(isas.size())]);
+  cfg.key_group = 16 * (1 + in.below(4));  // short groups, so that short inputs complete some
   switch (in.below(4)) {
     case 0: run(in, cfg, table, LogSelector(1 + in.below(8))); break;
     case 1: {

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <fstream>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,8 @@ using namespace logquant;
 void write(const std::string& path, const std::string& bytes) {
   std::ofstream out(path, std::ios::binary);
   out << bytes;
+  out.close();
+  if (!out) throw std::runtime_error("cannot write " + path + " (does its directory exist?)");
   std::printf("%s (%zu bytes)\n", path.c_str(), bytes.size());
 }
 
@@ -55,6 +58,7 @@ CacheConfig config(std::size_t dim, std::size_t kv, unsigned kb, unsigned vb, bo
   cfg.key_bits = kb;
   cfg.value_bits = vb;
   cfg.rotate = rotate;
+  cfg.key_group = 16;  // seeds of a few dozen tokens complete some groups
   return cfg;
 }
 
@@ -64,22 +68,23 @@ int main(int argc, char** argv) {
   const std::string root = argc > 1 ? argv[1] : "fuzz/corpus";
   const std::string load = root + "/fuzz_load", ops = root + "/fuzz_ops";
   load_seed(load, "log-empty", 0, config(4, 1, 2, 2), LogSelector(2), 0);
-  load_seed(load, "log-w2-9", 0, config(4, 1, 2, 2), LogSelector(2), 9);
-  load_seed(load, "log-w3-14-rotated", 0, config(20, 2, 4, 2, true), LogSelector(3), 14);
+  load_seed(load, "log-w2-40", 0, config(4, 1, 2, 2), LogSelector(2), 40);
+  load_seed(load, "log-w3-50-rotated", 0, config(20, 2, 4, 2, true), LogSelector(3), 50);
   load_seed(load, "sink-empty", 1, config(8, 1, 2, 2), SinkSelector(1, 5), 0);
-  load_seed(load, "sink-11", 1, config(16, 1, 8, 8), SinkSelector(1, 5), 11);
+  load_seed(load, "sink-40", 1, config(16, 1, 8, 8), SinkSelector(1, 5), 40);
   load_seed(load, "recent-empty", 2, config(8, 1, 2, 4), RecentSelector(5), 0);
-  load_seed(load, "recent-11", 2, config(8, 2, 2, 4), RecentSelector(5), 11);
+  load_seed(load, "recent-40", 2, config(8, 2, 2, 4), RecentSelector(5), 40);
   load_seed(load, "full-empty", 3, config(4, 1, 2, 2), FullSelector(), 0);
-  load_seed(load, "full-3", 3, config(4, 1, 2, 2), FullSelector(), 3);
+  load_seed(load, "full-20", 3, config(4, 1, 2, 2), FullSelector(), 20);
   load_seed(load, "logstep-empty", 8, config(8, 1, 2, 2), LogStepSelector(4, 2), 0);
-  load_seed(load, "logstep-w4-s2-20", 8, config(16, 2, 4, 2), LogStepSelector(4, 2), 20);
+  load_seed(load, "logstep-w4-s2-70", 8, config(16, 2, 4, 2), LogStepSelector(4, 2), 70);
   std::uint32_t s = 777u;
   for (int i = 0; i < 16; ++i) {
     std::string bytes(48 + next(s) % 400, '\0');
     for (char& b : bytes) b = static_cast<char>(next(s));
     bytes[7] = static_cast<char>(i / 4);  // the kernel table choice (fuzz_ops.cpp)
-    bytes[8] = static_cast<char>(i % 4);  // the selector choice: every kind
+    bytes[8] = static_cast<char>(i);      // the key group: 16, 32, 48, 64
+    bytes[9] = static_cast<char>(i % 4);  // the selector choice: every kind
     write(ops + "/seed-" + std::to_string(i), bytes);
   }
 }

@@ -123,27 +123,39 @@ TEST(KVCache, FullPrecisionIsExact) {
 }
 
 // attend and reconstruct against the independent reference of tests/reference.hpp (a naive
-// quantizer and attention in double). The reference needs the cache's key groups: one group per
-// demotion event until storage is addressed by position (SPEC §2, revised), recorded here by
-// running a copy of the selector. Checks:
+// quantizer and attention in double), storage as SPEC §2 specifies it: every complete aligned
+// group of key_group positions quantized, read exactly where a copy of the selector keeps the
+// token or the group is still open. Checks:
 // - reconstruct() equals the reference's dequantized cache, element for element (FP tokens
 //   exactly; a quantized element may be one step off only within 1e-4 of a step from a rounding
 //   tie, where float and double evaluation may round differently);
 // - attend is within kOperandShare x predicted_rms of attention in double over the reference
-//   (RMS over heads and channels): the kernels' operand rounding costs at most a quarter of what
+//   (RMS over heads and channels): the kernels' operand rounding costs at most 0.3 of what
 //   b-bit quantization costs (logquant_ref::kOperandShare, as in test_kernels.cpp);
 // - with b-bit keys and values, that bound rejects a quantizer one bit coarser: the reference with
 //   one key bit or one value bit fewer is farther than the bound from the b-bit reference (with
 //   mixed widths the coarser part dominates the bound, so those skip this check).
 using logquant_ref::kOperandShare;
 
-template <class Selector>
-std::vector<std::vector<std::size_t>> key_groups_of(Selector sel, std::size_t n) {
+// SPEC §2: the complete aligned key groups of n positions, and which positions attention reads
+// in full precision (the selector's, and the open group).
+struct Storage {
   std::vector<std::vector<std::size_t>> groups;
-  sel.append(n, [&](std::size_t, const std::size_t* positions, std::size_t count) {
-    groups.emplace_back(positions, positions + count);
-  });
-  return groups;
+  std::vector<bool> full_precision;
+};
+
+template <class Selector>
+Storage storage_of(Selector sel, std::size_t n, std::size_t key_group) {
+  Storage s;
+  sel.append(n);
+  s.full_precision.assign(n, false);
+  for (std::size_t p : sel.full_precision_positions()) s.full_precision[p] = true;
+  for (std::size_t p = n / key_group * key_group; p < n; ++p) s.full_precision[p] = true;
+  for (std::size_t g = 0; g < n / key_group; ++g) {
+    s.groups.emplace_back();
+    for (std::size_t p = g * key_group; p < (g + 1) * key_group; ++p) s.groups.back().push_back(p);
+  }
+  return s;
 }
 
 struct Coarser {
@@ -159,7 +171,10 @@ void check_against_reference(const CacheConfig& cfg, Selector sel, std::size_t n
   const auto cache = filled(cfg, sel, d, n);
   ASSERT_GT(cache.quantized_size(), 0u);
   const std::size_t vg = cache.config().value_group;
-  const auto groups = key_groups_of(sel, n);
+  const Storage storage = storage_of(sel, n, cfg.key_group);
+  EXPECT_EQ(cache.full_precision_size(),
+            static_cast<std::size_t>(std::count(storage.full_precision.begin(),
+                                                storage.full_precision.end(), true)));
   std::vector<float> rk(d.keys.size()), rv(d.values.size());
   cache.reconstruct(rk.data(), rv.data());
   const auto q = random_queries(qh, dim, 4);
@@ -174,7 +189,7 @@ void check_against_reference(const CacheConfig& cfg, Selector sel, std::size_t n
     const float* k = d.keys.data() + h * dim;
     const float* v = d.values.data() + h * dim;
     auto ref_at = [&](unsigned kb, unsigned vb) {
-      return quantize_head(k, v, n, dim, row, groups, vg, kb, vb);
+      return quantize_head(k, v, n, dim, row, storage.groups, vg, kb, vb, storage.full_precision);
     };
     const auto ref = ref_at(cfg.key_bits, cfg.value_bits);
     const auto exact = logquant_ref::exact_head(k, v, n, dim, row);
@@ -207,6 +222,7 @@ void check_against_reference(const CacheConfig& cfg, Selector sel, std::size_t n
     const double predicted = logquant_ref::predicted_rms(exact, ref, qk, per_kv);
     EXPECT_LE(logquant_ref::rms_difference(mine, want), kOperandShare * predicted)
         << "bits " << cfg.key_bits << "/" << cfg.value_bits << ", head_dim " << dim
+        << ", key_group " << cfg.key_group << ", n " << n
         << ", predicted quantization cost " << predicted;
     // How far the references one bit coarser land, in units of the prediction, as a mean square
     // over heads: a head whose attention sits on one extreme token (the sink-like first token,
@@ -229,10 +245,16 @@ TEST(KVCache, AttendAndReconstructMatchIndependentReference) {
     for (std::size_t dim : {8u, 64u, 80u, 128u}) {
       SCOPED_TRACE("bits " + std::to_string(kb) + "/" + std::to_string(vb) + ", head_dim " +
                    std::to_string(dim));
-      check_against_reference(config(dim, 2, kb, vb), LogSelector(10), 400, 8, coarse);
-      check_against_reference(config(dim, 2, kb, vb), RecentSelector(48), 300, 2, coarse);
-      check_against_reference(config(dim, 1, kb, vb), SinkSelector(4, 40), 300, 4, coarse);
-      check_against_reference(config(dim, 2, kb, vb), LogStepSelector(12, 4), 300, 4, coarse);
+      CacheConfig cfg = config(dim, 2, kb, vb);
+      cfg.key_group = 16;
+      check_against_reference(cfg, LogSelector(10), 400, 8, coarse);
+      cfg.key_group = 64;
+      check_against_reference(cfg, RecentSelector(48), 300, 2, coarse);
+      cfg.key_group = 32;
+      check_against_reference(cfg, LogStepSelector(12, 4), 300, 4, coarse);
+      cfg.kv_heads = 1;
+      cfg.key_group = 48;
+      check_against_reference(cfg, SinkSelector(4, 40), 300, 4, coarse);
     }
     if (kb != vb) continue;  // with mixed widths the coarser part dominates the bound
     const double keys = std::sqrt(coarse.keys / coarse.heads);
@@ -372,9 +394,9 @@ TEST(KVCache, MergedPartialStatesEqualWhole) {
   const auto cache = filled(cfg, RecentSelector(100), d, 900);
   const auto q = random_queries(6, 64, 13);
   const auto expect = attend(cache, q, 6);
-  const std::size_t nq = cache.quantized_size();
-  for (std::vector<std::size_t> cuts : {std::vector<std::size_t>{0, 900}, {0, 16, 900},
-                                        {0, 320, nq, 900}, {0, 48, 512, nq, nq + 7, 900}}) {
+  const std::size_t nq = cache.quantized_block_size(), slots = cache.attention_slots();
+  for (std::vector<std::size_t> cuts : {std::vector<std::size_t>{0, slots}, {0, 16, slots},
+                                        {0, 320, nq, slots}, {0, 48, 512, nq, nq + 7, slots}}) {
     AttentionState total(6, 64), part;
     for (std::size_t i = 0; i + 1 < cuts.size(); ++i) {
       cache.attend_partial(q.data(), 6, 0.125f, cuts[i], cuts[i + 1], part);
@@ -385,11 +407,11 @@ TEST(KVCache, MergedPartialStatesEqualWhole) {
     EXPECT_LT(relative_error(out, expect), 1e-5);
   }
   AttentionState s;
-  EXPECT_THROW(cache.attend_partial(q.data(), 6, 0.125f, 5, 900, s), InvalidArgument);
-  EXPECT_THROW(cache.attend_partial(q.data(), 6, 0.125f, 0, 901, s), InvalidArgument);
+  EXPECT_THROW(cache.attend_partial(q.data(), 6, 0.125f, 5, slots, s), InvalidArgument);
+  EXPECT_THROW(cache.attend_partial(q.data(), 6, 0.125f, 0, slots + 1, s), InvalidArgument);
   // A boundary inside the quantized block must be a multiple of 16, the end as much as the begin
   // (a value tile's int8 weights are quantized over the whole tile); inside the FP block any is.
-  ASSERT_TRUE(nq > 48 && nq % 16 == 0) << nq;  // RecentSelector(100): 900 - 100 = 800 quantized
+  ASSERT_TRUE(nq > 48 && nq % 64 == 0) << nq;  // whole key groups of 64
   for (std::size_t end : {std::size_t{17}, std::size_t{40}, nq - 1}) {
     try {
       cache.attend_partial(q.data(), 6, 0.125f, 0, end, s);
@@ -404,25 +426,28 @@ TEST(KVCache, MergedPartialStatesEqualWhole) {
 // memory_bytes follows the formula documented in kv_cache.hpp.
 TEST(KVCache, MemoryMatchesDocumentedFormula) {
   const std::size_t dim = 64, kv = 4, W = 20, n = 1000;
-  const CacheConfig cfg = config(dim, kv);
+  CacheConfig cfg = config(dim, kv);
+  cfg.key_group = 32;
   const Data d = make_data(n, kv, dim, 21);
   const auto cache = filled(cfg, LogSelector(W), d, n);
-  const std::size_t nq = cache.quantized_size(), nf = cache.full_precision_size();
-  const std::size_t groups = nq / W;  // every LogQuant compression demotes W tokens
-  ASSERT_EQ(nq % W, 0u);
+  const std::size_t nb = cache.quantized_block_size(), nf = cache.full_precision_size();
+  ASSERT_EQ(nb, 992u);  // every complete group of 32
+  ASSERT_EQ(cache.quantized_size() + nf, n);
+  const std::size_t groups = nb / 32;
   const std::size_t value_group = 64;  // the default for head_dim 64
-  const std::size_t key_codes = nq * dim * 2 / 8;  // no padding rows: 20-token groups are 20 rows
-  const std::size_t value_codes = logquant::tiles_for(nq) * 16 * dim * 2 / 8;
-  const std::size_t meta = (groups * dim + nq * (dim / value_group)) * 4;
-  const std::size_t per_head = key_codes + value_codes + meta + groups * 4 + nf * dim * 8;
-  EXPECT_EQ(cache.memory_bytes(), kv * per_head + 8 * n);
+  const std::size_t key_codes = nb * dim * 2 / 8;
+  const std::size_t value_codes = nb * dim * 2 / 8;
+  const std::size_t meta = (groups * dim + nb * (dim / value_group)) * 4;
+  const std::size_t per_head = key_codes + value_codes + meta + nf * dim * 8;
+  EXPECT_EQ(cache.memory_bytes(), kv * per_head + nb / 16 * 2 + 8 * nf);
   const MemoryReport r = cache.memory();
   EXPECT_EQ(r.code_bytes, kv * (key_codes + value_codes));
+  EXPECT_EQ(r.quantized_block_tokens, nb);
   EXPECT_NEAR(r.quantized_bits_per_value(),
-              8.0 * (key_codes + value_codes + meta) / (2.0 * nq * dim), 1e-9);
-  // 2 bits + per-channel key metadata (32 bits per 20 tokens) and per-token value metadata (32
-  // bits per 64 channels): (2 + 1.6 + 2 + 0.5) / 2 = 3.05.
-  EXPECT_NEAR(r.quantized_bits_per_value(), 3.05, 0.01);  // + the last value tile's padding
+              8.0 * (key_codes + value_codes + meta) / (2.0 * nb * dim), 1e-9);
+  // 2 bits + per-channel key metadata (32 bits per 32 tokens) and per-token value metadata (32
+  // bits per 64 channels): (2 + 1 + 2 + 0.5) / 2 = 2.75, exactly: no padding.
+  EXPECT_DOUBLE_EQ(r.quantized_bits_per_value(), 2.75);
 }
 
 // LogQuant's error on a realistic cache is well below plain 2-bit with no FP tokens (every token
@@ -519,6 +544,9 @@ TEST(KVCache, BadInputThrowsAndLeavesCacheUnchanged) {
   bad_cfg([](CacheConfig& c) { c.value_bits = 1; }, "value_bits");
   bad_cfg([](CacheConfig& c) { c.value_group = 24; }, "value_group");
   bad_cfg([](CacheConfig& c) { c.value_group = 8; }, "value_group");  // not a multiple of 16
+  bad_cfg([](CacheConfig& c) { c.key_group = 8; }, "key_group = 8");
+  bad_cfg([](CacheConfig& c) { c.key_group = 40; }, "key_group = 40");
+  bad_cfg([](CacheConfig& c) { c.key_group = 2048; }, "key_group = 2048");
 }
 
 // A selector written by a user works with the cache: here, keep only the last token in FP and
@@ -550,9 +578,76 @@ class PairSelector {
 
 TEST(KVCache, UserSelector) {
   static_assert(is_selector_v<PairSelector>);
-  const CacheConfig cfg = config(16, 1);
+  CacheConfig cfg = config(16, 1);
+  cfg.key_group = 16;
   Coarser unused;
   check_against_reference(cfg, PairSelector(), 101, 2, unused);
+}
+
+// Storage by position (SPEC §2): keys constant per channel within every aligned key group and
+// values constant within every token (fp16-exact numbers) quantize with scale 0, so reconstruct()
+// gives them back exactly, under every selector and any chunking. A key group that mixed two
+// aligned groups, or a value group that mixed tokens, would see two numbers and round them.
+template <class Selector>
+void expect_piecewise_constant_exact(Selector sel, std::size_t key_group) {
+  const std::size_t dim = 48, kv = 2, row = kv * dim, n = 333;
+  CacheConfig cfg = config(dim, kv, 2, 2);
+  cfg.key_group = key_group;
+  std::vector<float> keys(n * row), values(n * row);
+  for (std::size_t t = 0; t < n; ++t)
+    for (std::size_t i = 0; i < row; ++i) {
+      keys[t * row + i] = static_cast<float>(static_cast<int>((t / key_group * 37 + i * 11) % 61) - 30) / 8.0f;
+      values[t * row + i] = static_cast<float>(static_cast<int>((t * 13 + i / dim * 5) % 41) - 20) / 4.0f;
+    }
+  std::mt19937 rng(static_cast<std::uint32_t>(key_group));
+  for (int chunking = 0; chunking < 3; ++chunking) {
+    SCOPED_TRACE("chunking " + std::to_string(chunking));
+    KVCache<Selector> cache(cfg, sel);
+    for (std::size_t done = 0; done < n;) {
+      const std::size_t step =
+          chunking == 0 ? n : chunking == 1 ? 1 : std::min<std::size_t>(n - done, 1 + rng() % 40);
+      cache.append(&keys[done * row], &values[done * row], step);
+      done += step;
+    }
+    ASSERT_GT(cache.quantized_size(), 0u);
+    std::vector<float> rk(keys.size()), rv(values.size());
+    cache.reconstruct(rk.data(), rv.data());
+    ASSERT_EQ(rk, keys);
+    ASSERT_EQ(rv, values);
+  }
+}
+
+TEST(KVCache, PiecewiseConstantKeysAndValuesReconstructExactly) {
+  for (std::size_t group : {16u, 64u, 112u}) {
+    SCOPED_TRACE("key_group " + std::to_string(group));
+    expect_piecewise_constant_exact(LogSelector(10), group);
+    expect_piecewise_constant_exact(LogStepSelector(12, 4), group);
+    expect_piecewise_constant_exact(RecentSelector(40), group);
+    expect_piecewise_constant_exact(SinkSelector(4, 40), group);
+    expect_piecewise_constant_exact(PairSelector(), group);
+  }
+}
+
+// The FP set is the selector's plus the open key group (SPEC §2): a token leaves full precision
+// when the selector demoted it and its group is complete, never before, so the cache holds at
+// most key_group - 1 FP tokens beyond its selector's.
+TEST(KVCache, FullPrecisionSetIsSelectorsPlusOpenGroup) {
+  const std::size_t dim = 16, n = 700;
+  CacheConfig cfg = config(dim, 1);
+  cfg.key_group = 64;
+  const Data d = make_data(n, 1, dim, 51);
+  KVCache<LogSelector> cache(cfg, LogSelector(8));
+  for (std::size_t t = 0; t < n; ++t) {
+    cache.append(&d.keys[t * dim], &d.values[t * dim], 1);
+    const std::size_t size = t + 1, open = size / 64 * 64;
+    std::vector<std::size_t> want;
+    for (std::size_t p : cache.selector().full_precision_positions())
+      if (p < open) want.push_back(p);
+    for (std::size_t p = open; p < size; ++p) want.push_back(p);
+    ASSERT_EQ(cache.full_precision_positions(), want) << "size " << size;
+    ASSERT_LE(cache.full_precision_size(), cache.selector().full_precision_positions().size() + 63);
+    ASSERT_EQ(cache.quantized_block_size(), open);
+  }
 }
 
 }  // namespace

@@ -224,6 +224,7 @@ TEST(Llama2Forward, EightBitLogQuantCacheStaysCloseToReference) {
   const Checkpoint ck = llama2::checkpoint_from_bytes(make_checkpoint(shape, 5));
   llama2::Policy p = llama2::Policy::logquant(2);
   p.key_bits = p.value_bits = 8;
+  p.key_group = 16;
   llama2::Session session(ck, p);
   ReferenceModel ref(ck);
   float worst = 0;
@@ -234,9 +235,10 @@ TEST(Llama2Forward, EightBitLogQuantCacheStaysCloseToReference) {
   EXPECT_LT(worst, 0.05f);
   EXPECT_GT(worst, 0.0f);  // something really was quantized
   EXPECT_GT(session.cache(0).memory().quantized_tokens, 0u);
-  // LogQuant's FP count cycles 2W+1 .. 3W once the budget has filled.
+  // LogQuant's FP count cycles 2W+1 .. 3W once the budget has filled; the cache adds at most the
+  // open key group's other 15 tokens.
   EXPECT_GE(session.cache(0).full_precision_positions().size(), 5u);
-  EXPECT_LE(session.cache(0).full_precision_positions().size(), 6u);
+  EXPECT_LE(session.cache(0).full_precision_positions().size(), 6u + 15u);
 }
 
 // ---- Generation -------------------------------------------------------------------------------
@@ -297,10 +299,15 @@ TEST(Llama2Policy, ParsesTheCommandLineSyntax) {
   const llama2::Policy s = llama2::parse_policy("sink:4,44");
   EXPECT_EQ(s.sink, 4u);
   EXPECT_EQ(s.recent, 44u);
-  EXPECT_EQ(s.max_full_precision(), 48u);
+  EXPECT_EQ(s.selector_budget(), 48u);
+  EXPECT_EQ(s.max_full_precision(), 48u + s.key_group - 1);  // and the open key group
+  const llama2::Policy g = llama2::parse_policy("logquant:16+b4/2+g32");
+  EXPECT_EQ(g.key_group, 32u);
+  EXPECT_EQ(g.name(), "logquant:16+b4/2+g32");
   for (const char* bad : {"", "full:3", "logquant", "logquant:", "logquant:0", "logquant:-3",
                           "logquant:16x", "kivi:abc", "sink:4", "sink:,4", "sink:4,", "lru:5",
-                          "kivi:99999999999999999999", "kivi:48,16", "sink:4,44,16"})
+                          "kivi:99999999999999999999", "kivi:48,16", "sink:4,44,16",
+                          "kivi:48+g", "kivi:48+g0", "kivi:48+gx"})
     EXPECT_THROW(llama2::parse_policy(bad), std::invalid_argument) << bad;
   llama2::Policy p;
   llama2::parse_bits("4/2", p);
@@ -332,6 +339,7 @@ TEST(Llama2Compare, ScoresAreConsistent) {
   o.budgets = {6};
   o.sequences = 3;
   o.length = 40;
+  o.key_group = 16;  // two groups complete within 40 tokens
   const llama2::CompareResult res = llama2::run_compare(ck, o);
   ASSERT_EQ(res.rows.size(), res.scores.size());
   ASSERT_EQ(res.rows[0].policy.name(), "full");

@@ -150,22 +150,22 @@ TEST(PlanChunks, CoversEveryHeadAndTokenOnceOnLegalBoundaries) {
   cfg.head_dim = 32;
   cfg.kv_heads = 8;
   const auto cache = filled_cache(cfg, logquant::LogSelector(10), 2000, Isa::kScalar, 3);
-  const std::size_t nq = cache.quantized_size();
+  const std::size_t nq = cache.quantized_block_size(), slots = cache.attention_slots();
   ASSERT_GT(nq, 0u);
   for (std::size_t parts = 1; parts <= 24; ++parts) {
     const std::vector<AttentionChunk> chunks = logquant::plan_chunks(cache, parts);
     ASSERT_FALSE(chunks.empty());
     EXPECT_LE(chunks.size(), parts);
-    std::vector<int> seen(cfg.kv_heads * cache.size(), 0);
+    std::vector<int> seen(cfg.kv_heads * slots, 0);
     for (const AttentionChunk& c : chunks) {
       ASSERT_LT(c.kv_begin, c.kv_end);
       ASSERT_LE(c.kv_end, cfg.kv_heads);
       ASSERT_LT(c.begin, c.end);
-      ASSERT_LE(c.end, cache.size());
+      ASSERT_LE(c.end, slots);
       for (std::size_t b : {c.begin, c.end})
         EXPECT_TRUE(b >= nq || b % 16 == 0) << "boundary " << b << " inside the quantized block";
       for (std::size_t h = c.kv_begin; h < c.kv_end; ++h)
-        for (std::size_t t = c.begin; t < c.end; ++t) ++seen[h * cache.size() + t];
+        for (std::size_t t = c.begin; t < c.end; ++t) ++seen[h * slots + t];
     }
     EXPECT_TRUE(std::all_of(seen.begin(), seen.end(), [](int s) { return s == 1; }))
         << "parts = " << parts;
@@ -174,7 +174,7 @@ TEST(PlanChunks, CoversEveryHeadAndTokenOnceOnLegalBoundaries) {
   const auto two = logquant::plan_chunks(cache, 2);
   ASSERT_EQ(two.size(), 2u);
   EXPECT_EQ(two[0].kv_end, 4u);
-  EXPECT_EQ(two[0].end, cache.size());
+  EXPECT_EQ(two[0].end, slots);
   const auto three = logquant::plan_chunks(cache, 3);
   ASSERT_EQ(three.size(), 3u);
   EXPECT_EQ(three[0].kv_end, 8u);

@@ -62,10 +62,13 @@ TEST(Presets, AccurateCacheIsExactUntilFullAndBoundedAfter) {
   }
   for (std::size_t t = budget; t < 400; ++t) {
     cache.append(k.data() + t * kv * dim, v.data() + t * kv * dim, 1);
-    const std::vector<std::size_t> fp = cache.full_precision_positions();
+    // The selector's FP set is exactly the sink and the newest tokens; the cache also holds the
+    // open key group in full precision (SPEC §2).
+    const std::vector<std::size_t> fp = cache.selector().full_precision_positions();
     ASSERT_EQ(fp.size(), budget);
     for (std::size_t i = 0; i < budget; ++i)
       ASSERT_EQ(fp[i], i < sink ? i : t + 1 - budget + i) << "t " << t << ", i " << i;
+    ASSERT_LE(cache.full_precision_size(), budget + p.config.key_group - 1);
   }
   EXPECT_LT(cache.memory_bytes(), 400 * kv * dim * 2 * sizeof(float));
 }

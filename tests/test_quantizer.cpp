@@ -189,30 +189,4 @@ TEST(TileLayout, DocumentedBytes) {
   EXPECT_EQ(t8[64 + 3 * 4 + 2], 0xC3);
 }
 
-// A key group as a cache stores it: the short last tile row keeps 4 bytes per row per vector.
-TEST(TileLayout, KeyGroupHasNoPaddingRows) {
-  // 4-bit, 2 column tiles, 21 tokens: one full tile row (2 tiles x 128 bytes), then a row of 5
-  // tokens whose tiles are 5 * 2 * 4 = 40 bytes (two vectors of 20 bytes each).
-  const logquant::KeyGroupTiles g{4, 2, 21};
-  EXPECT_EQ(g.row_bytes(4, 2), 16u);
-  EXPECT_EQ(g.bytes(), 21u * 16u);
-  EXPECT_EQ(g.rows_in(0), 16u);
-  EXPECT_EQ(g.rows_in(1), 5u);
-  std::vector<std::uint8_t> codes(21 * 32);
-  for (std::size_t i = 0; i < codes.size(); ++i) codes[i] = static_cast<std::uint8_t>((i * 7 + i / 5) & 15);
-  const logquant::TileMatrix whole{4, 2};
-  std::vector<std::uint8_t> rows(whole.bytes_for_rows(21), 0), stored(g.bytes(), 0xEE);
-  logquant::pack_codes(codes.data(), 21, 32, 4, rows.data());
-  logquant::compact_key_group(rows.data(), 21, 2, 4, stored.data());
-  for (std::size_t r = 0; r < 21; ++r)
-    for (std::size_t c = 0; c < 32; ++c) ASSERT_EQ(g.get(stored.data(), r, c), codes[r * 32 + c]) << r << " " << c;
-  // Token 18 = row 2 of the short tile row, column 25 = tile 1, vector 1, byte 1, low nibble:
-  // tile row at 256, tile 1 at + 40, vector 1 at + 20, row 2 at + 8, byte 1.
-  EXPECT_EQ(stored[256 + 40 + 20 + 8 + 1] & 0x0F, codes[18 * 32 + 25]);
-  // Expanding the short row gives the whole-row form back, zeros in rows 5-15.
-  std::vector<std::uint8_t> expanded(2 * 128, 0xEE);
-  logquant::expand_tile_row(g.tile_row(stored.data(), 1), 5, 2, 4, expanded.data());
-  EXPECT_TRUE(std::equal(expanded.begin(), expanded.end(), rows.begin() + 256));
-}
-
 }  // namespace

@@ -208,15 +208,17 @@ std::vector<CacheConfig> configs() {
   std::vector<CacheConfig> out;
   for (unsigned kb : {2u, 4u, 8u})
     for (unsigned vb : {2u, 4u, 8u}) {
-      CacheConfig small;  // one tile wide, one head
+      CacheConfig small;  // one tile wide, one head, key groups of 16
       small.head_dim = 16;
       small.kv_heads = 1;
+      small.key_group = 16;
       small.key_bits = kb;
       small.value_bits = vb;
       out.push_back(small);
       CacheConfig odd = small;  // head_dim not a multiple of 16: padded tiles, GQA
       odd.head_dim = 40;
       odd.kv_heads = 2;
+      odd.key_group = 32;
       out.push_back(odd);
     }
   CacheConfig wide;  // two value groups per token, rotated
@@ -225,6 +227,7 @@ std::vector<CacheConfig> configs() {
   wide.value_group = 32;
   wide.rotate = true;
   wide.rotation_seed = 99;
+  wide.key_group = 48;
   out.push_back(wide);
   return out;
 }
@@ -251,11 +254,13 @@ TEST(SerializeRoundTrip, FullSelector) {
     for (std::size_t n : {0, 1, 17, 40}) check_round_trip(cfg, FullSelector(), n, 37);
 }
 
-TEST(SerializeRoundTrip, LongerCacheSeveralKeyGroupsPerTileRow) {
-  // W = 5: key groups of 5 tokens, value tiles filled across groups, many compressions.
+TEST(SerializeRoundTrip, LongerCache) {
+  // W = 5: many compressions; the default key groups of 64 and groups of 16.
   CacheConfig cfg;
   cfg.head_dim = 48;
   cfg.kv_heads = 3;
+  check_round_trip(cfg, LogSelector(5), 301, 50);
+  cfg.key_group = 16;
   check_round_trip(cfg, LogSelector(5), 301, 50);
   check_round_trip(cfg, SinkSelector(4, 33), 301, 50);
 }
@@ -270,6 +275,7 @@ TEST(SerializeRoundTrip, AcrossKernelTables) {
   CacheConfig cfg;
   cfg.head_dim = 40;
   cfg.kv_heads = 2;
+  cfg.key_group = 32;
   for (unsigned bits : {2u, 4u, 8u}) {
     cfg.key_bits = cfg.value_bits = bits;
     const Data d = make_data(90, cfg, 5);
@@ -329,13 +335,12 @@ TEST(SerializeFormat, HeaderIsLittleEndianAndVersioned) {
   const std::string bytes = save(c);
   ASSERT_GE(bytes.size(), 20u);
   EXPECT_EQ(bytes.substr(0, 8), std::string("\x89LQKV\r\n\x1a", 8));
-  EXPECT_EQ(bytes.substr(8, 4), std::string("\x02\0\0\0", 4));  // version 2, little-endian
+  EXPECT_EQ(bytes.substr(8, 4), std::string("\x03\0\0\0", 4));  // version 3, little-endian
   const auto secs = sections(bytes);
-  ASSERT_EQ(secs.size(), 3u + CacheConfig{}.kv_heads);
+  ASSERT_EQ(secs.size(), 2u + CacheConfig{}.kv_heads);
   EXPECT_EQ(secs[0].tag, "CONF");
   EXPECT_EQ(secs[1].tag, "SELS");
-  EXPECT_EQ(secs[2].tag, "TOKS");
-  EXPECT_EQ(secs[3].tag, "HEAD");
+  EXPECT_EQ(secs[2].tag, "HEAD");
   EXPECT_EQ(secs.back().payload + secs.back().length + 4, bytes.size());
   EXPECT_EQ(bytes.substr(secs[0].payload, 4), std::string("\x80\0\0\0", 4));  // head_dim 128
 }
@@ -355,15 +360,16 @@ constexpr bool kEveryByteValue = true;
 constexpr bool kEveryByteValue = true;
 #endif
 
-// A small cache (LogSelector(2), head_dim 4, 9 tokens: two compressions, between two demotions)
-// is rejected after every one of the 255 possible changes of every byte.
+// A small cache (LogSelector(2), head_dim 4, 21 tokens: one complete key group of 16 with FP
+// overlay, an open group) is rejected after every one of the 255 possible changes of every byte.
 TEST(SerializeHostile, EverySingleByteCorruptionIsDetected) {
   CacheConfig cfg;
   cfg.head_dim = 4;
   cfg.kv_heads = 1;
-  const Data d = make_data(9, cfg, 11);
+  cfg.key_group = 16;
+  const Data d = make_data(21, cfg, 11);
   KVCache<LogSelector> c(cfg, LogSelector(2));
-  append_range(c, d, 0, 9, 1);
+  append_range(c, d, 0, 21, 1);
   ASSERT_GT(c.quantized_size(), 0u);
   const std::string bytes = save(c);
   std::size_t undetected = 0, tried = 0;
@@ -397,6 +403,7 @@ void check_corruptions_and_truncations(const S& selector, std::size_t n) {
   cfg.kv_heads = 2;
   cfg.key_bits = 4;
   cfg.value_bits = 2;
+  cfg.key_group = 16;
   const Data d = make_data(n, cfg, 12);
   KVCache<S> c(cfg, selector);
   append_range(c, d, 0, n, 2);
@@ -415,9 +422,9 @@ void check_corruptions_and_truncations(const S& selector, std::size_t n) {
 }
 
 TEST(SerializeHostile, CorruptionsAndTruncationsEverySelector) {
-  check_corruptions_and_truncations(LogSelector(3), 14);
-  check_corruptions_and_truncations(SinkSelector(1, 5), 11);
-  check_corruptions_and_truncations(RecentSelector(5), 11);
+  check_corruptions_and_truncations(LogSelector(3), 20);
+  check_corruptions_and_truncations(SinkSelector(1, 5), 19);
+  check_corruptions_and_truncations(RecentSelector(5), 17);
   check_corruptions_and_truncations(FullSelector(), 3);
   check_corruptions_and_truncations(LogSelector(3), 0);
 }
@@ -445,9 +452,10 @@ class SerializeSemantic : public ::testing::Test {
   void SetUp() override {
     cfg_.head_dim = 16;
     cfg_.kv_heads = 2;
-    const Data d = make_data(11, cfg_, 21);
+    cfg_.key_group = 16;
+    const Data d = make_data(40, cfg_, 21);
     KVCache<LogSelector> c(cfg_, LogSelector(2));
-    append_range(c, d, 0, 11, 1);
+    append_range(c, d, 0, 40, 1);
     log_ = save(c);
     KVCache<FullSelector> f(cfg_, FullSelector());
     append_range(f, d, 0, 3, 1);
@@ -474,9 +482,10 @@ class SerializeSemantic : public ::testing::Test {
 };
 
 TEST_F(SerializeSemantic, VersionMagicFlags) {
-  expect_refused(edit(log_, 8, 3, 4), "format version 3; this build reads version 2");
-  // Version 1 stored key groups padded to 16 rows: its key bytes mean something else now.
-  expect_refused(edit(log_, 8, 1, 4), "format version 1; this build reads version 2");
+  expect_refused(edit(log_, 8, 4, 4), "format version 4; this build reads version 3");
+  // Version 2 grouped keys by demotion event: its key bytes mean something else now.
+  expect_refused(edit(log_, 8, 2, 4), "format version 2; this build reads version 3");
+  expect_refused(edit(log_, 8, 1, 4), "format version 1; this build reads version 3");
   expect_refused(edit(log_, 0, 0x50, 1), "not a logquant cache");
   expect_refused(edit(log_, 12, 1, 4), "unknown header flags");
 }
@@ -513,6 +522,9 @@ TEST_F(SerializeSemantic, OtherGeometryOrBitsAreRefusedWhenExpected) {
   want = cfg_;
   want.rotate = true;
   refused(want, "rotate");
+  want = cfg_;
+  want.key_group = 32;
+  refused(want, "key_group = 16 differs from the expected 32");
   std::istringstream in(log_);
   EXPECT_NO_THROW(KVCache<LogSelector>::load(in, cfg_));
   CacheConfig invalid = cfg_;
@@ -528,8 +540,14 @@ TEST_F(SerializeSemantic, ConfigFields) {
   expect_refused(edit(log_, kConf + 12, 0, 4), "value_group = 0");
   expect_refused(edit(log_, kConf + 10, 2, 1), "rotate = 2");
   expect_refused(edit(log_, kConf + 11, 1, 1), "reserved = 1");
-  expect_refused(edit(log_, kConf + 32, 12, 8), "quantized of 11 tokens");  // nq > size
-  expect_refused(edit(log_, kConf + 40, 0, 8), "key groups");
+  expect_refused(edit(log_, kConf + 32, 40, 8), "key_group = 40");
+  expect_refused(edit(log_, kConf + 32, 2048, 8), "key_group = 2048");
+  expect_refused(edit(log_, kConf + 32, 0, 8), "key_group = 0");
+  expect_refused(edit(log_, kConf + 40, 41, 8), "41 full-precision of 40 tokens");  // fp > size
+  // 40 tokens, W = 2, groups of 16: the selector's FP positions below 32, and 32 .. 39.
+  expect_refused(edit(log_, kConf + 40, 3, 8), "3 full-precision tokens, the selector and");
+  // Groups of 32: the same FP tokens here, but other HEAD lengths (half the key metadata).
+  expect_refused(edit(log_, kConf + 32, 32, 8), "section HEAD (KV head 0) claims");
 }
 
 // Claimed lengths far beyond the stream: refused as truncated, with no allocation beyond a chunk.
@@ -540,14 +558,11 @@ TEST_F(SerializeSemantic, HugeClaimsDoNotAllocate) {
     return edit(bytes, sections(bytes).at(section).frame + 4, value, 8);
   };
   const std::string tokens = edit(log_, kConf + 24, huge, 8);
-  const std::string quantized = edit(tokens, kConf + 32, huge - 100, 8);
-  const std::string groups = edit(quantized, kConf + 40, huge - 200, 8);
+  const std::string fp = edit(tokens, kConf + 40, huge - 100, 8);
   const std::string words = edit(log_, kConf + 48, std::uint64_t{1} << 40, 8);
   const std::vector<std::string> hostile = {
       tokens,
-      length(tokens, 2, 4 * (huge + 3)),                 // TOKS read until the stream ends
-      length(quantized, 2, 4 * (huge + 3)),
-      length(groups, 2, 4 * (huge + huge - 200)),
+      fp,
       words,
       length(words, 1, std::uint64_t{8} << 40),          // SELS read until the stream ends
       edit(edit(log_, kConf + 0, 4096, 4), kConf + 4, 4096, 4),  // geometry: HEAD lengths
@@ -563,52 +578,41 @@ TEST_F(SerializeSemantic, HugeClaimsDoNotAllocate) {
   expect_refused(edit(log_, kConf + 48, std::uint64_t{1} << 62, 8), "overflows");
 }
 
-TEST_F(SerializeSemantic, PositionsAndGroups) {
-  const std::size_t toks = payload(log_, 2);
-  // 11 tokens, W = 2: 6 quantized (3 groups of 2), then 5 FP positions, then 3 group sizes.
-  expect_refused(edit(log_, toks, 11, 4), "not below the token count");
-  expect_refused(edit(log_, toks + 4 * 6, 1, 4), "appears twice");  // first FP = position 1
-  expect_refused(edit(log_, toks + 4 * 13, 3, 4), "key group sizes");  // 2 + 2 + 3 != 6
-  expect_refused(edit(log_, toks + 4 * 11, 0, 4), "key group sizes");  // an empty group
-  // Swap two quantized positions inside one group: no longer ascending.
-  std::string swapped = log_;
-  for (std::size_t i = 0; i < 4; ++i) std::swap(swapped[toks + i], swapped[toks + 4 + i]);
-  reseal(swapped);
-  expect_refused(swapped, "inside a key group are not ascending");
-}
-
 TEST_F(SerializeSemantic, SelectorState) {
   const std::size_t sels = payload(log_, 1);
   expect_refused(edit(log_, sels, 0, 8), "window W = 0");
-  expect_refused(edit(log_, sels + 8, 12, 8), "FP positions for W = 2 after 12 tokens");
+  expect_refused(edit(log_, sels + 8, 12, 8), "W = 2 puts it after 12 tokens");
   expect_refused(edit(log_, sels + 16, 1, 8), "FP position 0 = 1");
   expect_refused(edit(log_, sels + 8 * 6, 9, 8), "FP position 4 = 9");
 }
 
 TEST_F(SerializeSemantic, HeadContents) {
-  // HEAD of the LogSelector cache: index, key codes (3 groups of 2 rows x 4 bytes: a group's
-  // short tile row keeps only its rows), 3 x 16 key metadata, value codes (one 64-byte tile), 6
-  // value metadata, FP keys and values.
-  const std::size_t head = payload(log_, 3);
+  // HEAD of the LogSelector cache (head_dim 16, 40 tokens, groups of 16: the quantized block holds
+  // positions 0 .. 31): index, key codes (2 tile rows of 64 bytes), 2 x 16 key metadata, value
+  // codes (2 tiles of 64 bytes), 32 value metadata, FP keys and values.
+  const std::size_t head = payload(log_, 2);
   expect_refused(edit(log_, head, 1, 4), "is labelled head 1");
-  const std::size_t key_meta = head + 4 + 3 * 8;
+  const std::size_t key_meta = head + 4 + 2 * 64;
   expect_refused(edit(log_, key_meta, 0x8000, 2), "negative scale");      // -0 scale
   expect_refused(edit(log_, key_meta + 2, 0x7c00, 2), "not finite");      // min = inf
-  const std::size_t value_codes = key_meta + 3 * 16 * 4;
-  expect_refused(edit(log_, value_codes + 3, 0x10, 1), "tile padding");  // token 11's column
-  // Key codes have padding only in channels: head_dim 12 leaves channels 12-15 of each row, the
-  // top two bits of each of its 4 bytes.
+  const std::size_t value_meta = key_meta + 2 * 16 * 4 + 2 * 64;
+  expect_refused(edit(log_, value_meta + 2, 0xfc00, 2), "not finite");    // min = -inf
+  // Padding is in channels only: head_dim 12 leaves channels 12-15. Keys: the top two bits of
+  // each of a row's 4 bytes; values: rows 12-15 of a tile, its bytes 48-63.
   CacheConfig narrow = cfg_;
   narrow.head_dim = 12;
   KVCache<LogSelector> n(narrow, LogSelector(2));
-  append_range(n, make_data(11, narrow, 21), 0, 11, 1);
+  append_range(n, make_data(40, narrow, 21), 0, 40, 1);
   const std::string narrow_bytes = save(n);
-  const std::size_t narrow_keys = payload(narrow_bytes, 3) + 4;
-  expect_refused(edit(narrow_bytes, narrow_keys + 4 + 2, 0x40, 1),  // group 0, row 1, channel 14
+  const std::size_t narrow_keys = payload(narrow_bytes, 2) + 4;
+  expect_refused(edit(narrow_bytes, narrow_keys + 4 + 2, 0x40, 1),  // row 1, channel 14
                  "nonzero codes in tile padding");
   EXPECT_FALSE(rejects<LogSelector>(edit(narrow_bytes, narrow_keys + 4 + 2, 0x3f, 1), nullptr));
-  // FullSelector cache: FP keys start right after the index.
-  const std::size_t fp = payload(full_, 3) + 4;
+  const std::size_t narrow_values = narrow_keys + 2 * 64 + 2 * 12 * 4;
+  expect_refused(edit(narrow_bytes, narrow_values + 64 + 50, 0x01, 1),  // tile 1, channel 12
+                 "nonzero codes in tile padding");
+  // FullSelector cache (3 tokens, no complete group): FP keys start right after the index.
+  const std::size_t fp = payload(full_, 2) + 4;
   expect_refused<FullSelector>(edit(full_, fp, 0x7fc00000u, 4), "NaN");
   expect_refused<FullSelector>(edit(full_, fp, 0x7f800000u, 4), "infinite");
   expect_refused<FullSelector>(edit(full_, fp + 4, detail::float_bits(70000.0f), 4), "too large");

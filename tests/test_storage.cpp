@@ -1,9 +1,10 @@
 // Buffer (aligned, huge-page-sized allocations) and QuantizedBlock (every KV head's quantized block
 // in one Buffer): regions of different heads never overlap, growth and copies keep every used
-// byte, and what append_group adds is zero.
+// byte, and a group appended over stale bytes decodes to its own rows.
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include <logquant/logquant.hpp>
@@ -39,147 +40,127 @@ TEST(Buffer, AlignsSmallTo64AndLargeTo2MiBPages) {
   EXPECT_EQ(moved.size(), 64u);
 }
 
-// A byte that differs per (head, region, index), so any overlap or lost byte shows.
-std::uint8_t pattern(std::size_t h, int region, std::size_t i) {
-  const std::size_t r = static_cast<std::size_t>(region);
-  return static_cast<std::uint8_t>(1 + (h * 31 + r * 7 + i * 13) % 251);
-}
-
-// Writes the pattern into every used byte of group `g`'s new parts (all heads).
-void fill_group(QuantizedBlock& b, std::size_t g) {
-  const std::size_t t0 = b.group_first()[g], t1 = b.group_first()[g + 1];
-  const std::size_t key_row = b.key_code_bytes() / b.tokens();
-  const std::size_t value_meta_per_token = b.value_meta_count() / b.tokens();
-  const std::size_t key_meta_per_group = b.key_meta_count() / b.groups();
+// Every head's used bytes of a block, region by region.
+std::vector<std::vector<std::uint8_t>> used_bytes(const QuantizedBlock& b) {
+  std::vector<std::vector<std::uint8_t>> out;
   for (std::size_t h = 0; h < b.heads(); ++h) {
-    for (std::size_t i = t0 * key_row; i < t1 * key_row; ++i) b.key_codes(h)[i] = pattern(h, 0, i);
-    for (std::size_t i = g * key_meta_per_group; i < (g + 1) * key_meta_per_group; ++i)
-      b.key_meta(h)[i] = GroupParams{pattern(h, 1, i), pattern(h, 2, i)};
-    for (std::size_t i = t0 * value_meta_per_token; i < t1 * value_meta_per_token; ++i)
-      b.value_meta(h)[i] = GroupParams{pattern(h, 3, i), pattern(h, 4, i)};
-    for (std::size_t i = 0; i < b.value_code_bytes(); ++i)  // rewritten whole: rows are shared
-      b.value_codes(h)[i] = pattern(h, 5, i);
+    auto add = [&](const void* p, std::size_t n) {
+      const auto* q = static_cast<const std::uint8_t*>(p);
+      out.emplace_back(q, q + n);
+    };
+    add(b.key_codes(h), b.key_code_bytes());
+    add(b.key_meta(h), b.key_meta_count() * sizeof(GroupParams));
+    add(b.value_codes(h), b.value_code_bytes());
+    add(b.value_meta(h), b.value_meta_count() * sizeof(GroupParams));
   }
+  return out;
 }
 
-void expect_all_patterns(const QuantizedBlock& b) {
-  for (std::size_t h = 0; h < b.heads(); ++h) {
-    for (std::size_t i = 0; i < b.key_code_bytes(); ++i)
-      ASSERT_EQ(b.key_codes(h)[i], pattern(h, 0, i)) << "head " << h << " key code byte " << i;
-    for (std::size_t i = 0; i < b.key_meta_count(); ++i) {
-      ASSERT_EQ(b.key_meta(h)[i].scale, pattern(h, 1, i)) << "head " << h << " key meta " << i;
-      ASSERT_EQ(b.key_meta(h)[i].min, pattern(h, 2, i)) << "head " << h << " key meta " << i;
+// Rows that differ per head and group: keys [heads][group][dim], values the same.
+struct GroupRows {
+  std::vector<float> keys, values;
+  std::size_t dim, group;
+  GroupRows(std::size_t heads, std::size_t dim, std::size_t group, std::size_t seed)
+      : keys(heads * group * dim), values(keys.size()), dim(dim), group(group) {
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      keys[i] = static_cast<float>((i * 2654435761u + seed * 97) % 1000) / 250.0f - 2.0f;
+      values[i] = static_cast<float>((i * 40503u + seed * 31) % 1000) / 500.0f - 1.0f;
     }
-    for (std::size_t i = 0; i < b.value_meta_count(); ++i) {
-      ASSERT_EQ(b.value_meta(h)[i].scale, pattern(h, 3, i)) << "head " << h << " value meta " << i;
-      ASSERT_EQ(b.value_meta(h)[i].min, pattern(h, 4, i)) << "head " << h << " value meta " << i;
-    }
-    for (std::size_t i = 0; i < b.value_code_bytes(); ++i)
-      ASSERT_EQ(b.value_codes(h)[i], pattern(h, 5, i)) << "head " << h << " value code byte " << i;
   }
-}
+  std::pair<const float*, const float*> operator()(std::size_t h) const {
+    return {&keys[h * group * dim], &values[h * group * dim]};
+  }
+};
 
-TEST(QuantizedBlock, GrowthKeepsEveryHeadsBytesAndZeroesWhatIsAdded) {
-  // head_dim 40: 3 column tiles (padding channels); 2-bit keys, 4-bit values, one value group.
-  QuantizedBlock b(3, 40, 2, 4, 40);
+const logquant::kernels::KernelTable& scalar() { return logquant::kernels::scalar_table(); }
+
+TEST(QuantizedBlock, GrowthCopiesAndAssignmentKeepEveryHeadsBytes) {
+  // head_dim 40: 3 column tiles (padding channels); 2-bit keys, 4-bit values, groups of 48.
+  QuantizedBlock b(3, 40, 2, 4, 48, 40);
   EXPECT_EQ(b.tokens(), 0u);
   EXPECT_EQ(b.groups(), 0u);
   EXPECT_EQ(b.allocated_bytes(), 0u);
-  const std::vector<std::size_t> sizes{42, 1, 17, 42, 5, 100, 42, 3, 64, 42, 42, 42, 200};
-  std::size_t reallocations = 0, capacity = 0, tokens = 0;
-  for (std::size_t g = 0; g < sizes.size(); ++g) {
-    const std::size_t value_bytes_before = b.value_code_bytes();
-    b.append_group(sizes[g]);
-    tokens += sizes[g];
-    ASSERT_EQ(b.tokens(), tokens);
+  std::size_t reallocations = 0, capacity = 0;
+  std::vector<std::vector<std::uint8_t>> before;
+  for (std::size_t g = 0; g < 20; ++g) {
+    b.append_group(scalar(), GroupRows(3, 40, 48, g));
+    ASSERT_EQ(b.tokens(), 48 * (g + 1));
     ASSERT_EQ(b.groups(), g + 1);
-    ASSERT_EQ(b.group_first().back(), tokens);
-    ASSERT_GE(b.capacity_tokens(), tokens);
-    if (b.capacity_tokens() != capacity) ++reallocations;
-    capacity = b.capacity_tokens();
-    // What the append added reads zero in every head: the value quantizer ORs into it.
-    const std::size_t key_row = b.key_code_bytes() / tokens;
-    for (std::size_t h = 0; h < b.heads(); ++h) {
-      for (std::size_t i = (tokens - sizes[g]) * key_row; i < tokens * key_row; ++i)
-        ASSERT_EQ(b.key_codes(h)[i], 0) << "group " << g << " head " << h;
-      for (std::size_t i = value_bytes_before; i < b.value_code_bytes(); ++i)
-        ASSERT_EQ(b.value_codes(h)[i], 0) << "group " << g << " head " << h;
-      for (std::size_t i = g * 40; i < (g + 1) * 40; ++i) ASSERT_EQ(b.key_meta(h)[i].scale, 0);
-    }
-    fill_group(b, g);
-    expect_all_patterns(b);
+    ASSERT_GE(b.capacity(), b.tokens());
+    if (b.capacity() != capacity) ++reallocations;
+    capacity = b.capacity();
+    // What earlier groups wrote survives every growth, in every head.
+    const auto now = used_bytes(b);
+    for (std::size_t r = 0; r < before.size(); ++r)
+      ASSERT_TRUE(std::equal(before[r].begin(), before[r].end(), now[r].begin())) << "region " << r;
+    before = now;
+    // The group's codes decode to its rows within one step (the codes were written into zeroed
+    // rows: stale bytes would show here).
+    const GroupRows rows(3, 40, 48, g);
+    std::vector<float> k(40), v(40);
+    for (std::size_t h = 0; h < 3; ++h)
+      for (std::size_t i = 0; i < 48; i += 7) {
+        b.dequantize(h, g * 48 + i, k.data(), v.data());
+        for (std::size_t c = 0; c < 40; ++c) {
+          ASSERT_NEAR(k[c], rows.keys[(h * 48 + i) * 40 + c], 4.0 / 3 * 1.01) << h << " " << i;
+          ASSERT_NEAR(v[c], rows.values[(h * 48 + i) * 40 + c], 2.0 / 15 * 1.01) << h << " " << i;
+        }
+      }
   }
   EXPECT_GT(reallocations, 2u);  // the sequence above did grow through several buffers
-  // Capacity grows by half: at most 1.5x the tokens held after the last growth (or just fits).
-  EXPECT_LE(b.capacity_tokens(), tokens * 3 / 2 + 64);
+  // Capacity grows by half: at most 1.5x the tokens held after the last growth.
+  EXPECT_LE(b.capacity(), b.tokens() * 3 / 2 + 64);
 
-  // A copy holds exactly what is used, and the same bytes.
+  // A copy holds exactly what is used, and the same bytes and overlay.
+  b.set_full_precision(5, true);
+  b.set_full_precision(900, true);
   const QuantizedBlock copy(b);
-  EXPECT_EQ(copy.capacity_tokens(), b.tokens());
-  EXPECT_EQ(copy.capacity_groups(), b.groups());
-  EXPECT_EQ(copy.group_first(), b.group_first());
-  expect_all_patterns(copy);
-  QuantizedBlock assigned(1, 16, 2, 2, 16);
+  EXPECT_EQ(copy.capacity(), b.tokens());
+  EXPECT_EQ(used_bytes(copy), used_bytes(b));
+  EXPECT_TRUE(copy.is_full_precision(5) && copy.is_full_precision(900));
+  EXPECT_FALSE(copy.is_full_precision(6));
+  QuantizedBlock assigned(1, 16, 2, 2, 16, 16);
   assigned = copy;
-  expect_all_patterns(assigned);
+  EXPECT_EQ(used_bytes(assigned), used_bytes(b));
   QuantizedBlock moved(std::move(assigned));
-  expect_all_patterns(moved);
+  EXPECT_EQ(used_bytes(moved), used_bytes(b));
 
-  // Copy-assignment into a block whose capacity fits keeps its storage (like std::vector), holds
-  // the same bytes, and grows on from there exactly as a fresh copy does.
-  QuantizedBlock roomy(3, 40, 2, 4, 40);
-  roomy.reserve(2 * tokens, 2 * sizes.size());
-  roomy.append_group(300);
-  fill_group(roomy, 0);  // nonzero bytes where the appends below must find zeros
+  // Copy-assignment into a block whose capacity fits keeps its storage (like std::vector), and
+  // grows on from there exactly as a fresh copy does.
+  QuantizedBlock roomy(3, 40, 2, 4, 48, 40);
+  roomy.reserve(2 * b.tokens());
+  roomy.append_group(scalar(), GroupRows(3, 40, 48, 99));
   const std::uint8_t* roomy_data = roomy.key_codes(0);
   roomy = copy;
   EXPECT_EQ(roomy.key_codes(0), roomy_data);
-  EXPECT_EQ(roomy.capacity_tokens(), 2 * tokens);
-  EXPECT_EQ(roomy.group_first(), b.group_first());
-  expect_all_patterns(roomy);
+  EXPECT_EQ(roomy.capacity(), 2 * b.tokens());
+  EXPECT_EQ(used_bytes(roomy), used_bytes(b));
   QuantizedBlock fresh(copy);
-  for (QuantizedBlock* x : {&roomy, &fresh}) {
-    const std::size_t value_bytes_before = x->value_code_bytes();
-    x->append_group(21);  // zeroed, although roomy's storage held its 300-token group's bytes
-    const std::size_t key_row = x->key_code_bytes() / x->tokens();
-    for (std::size_t h = 0; h < x->heads(); ++h) {
-      for (std::size_t i = tokens * key_row; i < x->key_code_bytes(); ++i)
-        ASSERT_EQ(x->key_codes(h)[i], 0) << "head " << h;
-      for (std::size_t i = value_bytes_before; i < x->value_code_bytes(); ++i)
-        ASSERT_EQ(x->value_codes(h)[i], 0) << "head " << h;
-      for (std::size_t i = sizes.size() * 40; i < x->key_meta_count(); ++i)
-        ASSERT_EQ(x->key_meta(h)[i].scale, 0) << "head " << h;
-      for (std::size_t i = tokens; i < x->value_meta_count(); ++i)
-        ASSERT_EQ(x->value_meta(h)[i].scale, 0) << "head " << h;
-    }
-    fill_group(*x, x->groups() - 1);
-    expect_all_patterns(*x);
-  }
+  roomy.append_group(scalar(), GroupRows(3, 40, 48, 7));
+  fresh.append_group(scalar(), GroupRows(3, 40, 48, 7));
+  EXPECT_EQ(used_bytes(roomy), used_bytes(fresh));
+  EXPECT_FALSE(roomy.is_full_precision(b.tokens() + 5));
   EXPECT_EQ(roomy.key_codes(0), roomy_data);
-  // Too small: a new exact allocation, as a copy makes (another layout too: `assigned` above).
-  QuantizedBlock small(3, 40, 2, 4, 40);
-  small.append_group(10);
-  small = copy;
-  EXPECT_EQ(small.capacity_tokens(), b.tokens());
-  expect_all_patterns(small);
 
   // reserve: no reallocation (the same buffer) for appends within it.
-  QuantizedBlock r(2, 128, 2, 2, 64);
-  r.reserve(1000, 10);
+  QuantizedBlock r(2, 128, 2, 2, 64, 64);
+  r.reserve(1024);
   const std::uint8_t* data = r.key_codes(0);
-  for (int i = 0; i < 10; ++i) r.append_group(100);
+  for (int i = 0; i < 16; ++i) r.append_group(scalar(), GroupRows(2, 128, 64, i));
   EXPECT_EQ(r.key_codes(0), data);
-  EXPECT_EQ(r.capacity_tokens(), 1000u);
+  EXPECT_EQ(r.capacity(), 1024u);
 }
 
 TEST(QuantizedBlock, SizesMatchTheTileLayout) {
-  // head_dim 128, 2-bit: a token row of key codes is 32 bytes, a value tile row 8 * 64 bytes.
-  QuantizedBlock b(8, 128, 2, 2, 64);
-  b.append_group(42);
-  EXPECT_EQ(b.key_code_bytes(), 42u * 32u);
+  // head_dim 128, 2-bit, groups of 64: a tile row of key codes is 8 tiles of 64 bytes, as is a
+  // value tile row.
+  QuantizedBlock b(8, 128, 2, 2, 64, 64);
+  b.append_group(scalar(), GroupRows(8, 128, 64, 1));
+  EXPECT_EQ(b.key_code_bytes(), 4u * 512u);
   EXPECT_EQ(b.key_meta_count(), 128u);
-  EXPECT_EQ(b.value_code_bytes(), 3u * 512u);  // 42 tokens fill 3 tile rows of 16
-  EXPECT_EQ(b.value_meta_count(), 42u * 2u);
+  EXPECT_EQ(b.value_code_bytes(), 4u * 512u);
+  EXPECT_EQ(b.value_meta_count(), 64u * 2u);
+  EXPECT_EQ(b.overlay_bytes(), 4u * 2u);
   EXPECT_GE(b.allocated_bytes(), 8 * (b.key_code_bytes() + 4 * b.key_meta_count() +
                                       b.value_code_bytes() + 4 * b.value_meta_count()));
 }

@@ -30,6 +30,7 @@ struct CompareOptions {
   unsigned key_bits = 2, value_bits = 2;
   std::size_t sink = 4;
   bool rotate = false;  ///< rotate every policy's cached channels (--rotate)
+  std::size_t key_group = logquant::CacheConfig{}.key_group;  ///< unless a row gives +gN
   /// --rows: when not empty, these policies replace the budget rows, and the paired differences
   /// are taken against the first of them.
   std::vector<Policy> rows;
@@ -67,6 +68,7 @@ inline std::vector<CompareRow> compare_rows(const CompareOptions& o) {
       p.value_bits = o.value_bits;
     }
     p.rotate = p.rotate || o.rotate;
+    if (!p.own_group) p.key_group = o.key_group;
     for (CompareRow& r : rows)
       if (r.budget == budget && r.policy.name() == p.name()) {
         r.matched += " & " + matched;
@@ -76,7 +78,7 @@ inline std::vector<CompareRow> compare_rows(const CompareOptions& o) {
   };
   add(Policy::full(), 0, "-");
   if (!o.rows.empty()) {
-    for (const Policy& p : o.rows) add(p, p.max_full_precision(), "given");
+    for (const Policy& p : o.rows) add(p, p.selector_budget(), "given");
     return rows;
   }
   for (std::size_t b : o.budgets) {
@@ -297,13 +299,13 @@ inline std::string format_report(const CompareOptions& o, const CompareResult& r
   std::snprintf(line, sizeof line,
                 "%zu sequences of %zu tokens sampled from the full-precision model (temperature "
                 "%.2f, seeds %llu..%llu; %zu story breaks (BOS) inside them); %zu predicted "
-                "positions per sequence; keys %u-bit, values %u-bit; KIVI and sink exact "
-                "windows%s. Mean ± standard error over sequences; cache bytes are memory().total() "
+                "positions per sequence; keys %u-bit, values %u-bit, key groups of %zu "
+                "positions unless a row says +gN; KIVI and sink exact windows%s. Mean ± standard error over sequences; cache bytes are memory().total() "
                 "summed over layers, averaged over positions.\n\n",
                 o.sequences, o.length, static_cast<double>(o.temperature),
                 static_cast<unsigned long long>(o.seed),
                 static_cast<unsigned long long>(o.seed + o.sequences - 1), res.story_breaks,
-                o.length - 1, o.key_bits, o.value_bits,
+                o.length - 1, o.key_bits, o.value_bits, o.key_group,
                 o.rotate ? "; channels rotated (--rotate)" : "");
   out += line;
   out += "| budget B | policy | matched on | mean FP tokens | mean cache bytes | perplexity "

@@ -20,8 +20,10 @@ const char* kUsage =
     "usage: logquant_llama2 MODEL.bin TOKENIZER.bin [options]\n"
     "generation:\n"
     "  --policy P        full | logquant:W | logstep:W,STEP | kivi:R | sink:S,R\n"
-    "                    then optionally +rot (rotate channels), +bK/V (bits)  (default full)\n"
+    "                    then optionally +rot (rotate channels), +bK/V (bits), +gN (key group)\n"
+    "                    (default full)\n"
     "  --bits K/V        key/value bits of quantized tokens: 2, 4 or 8 (default 2/2)\n"
+    "  --key-group N     positions per key group, a multiple of 16 (default: the library's)\n"
     "  --rotate          Hadamard-rotate cached channels (CacheConfig::rotate)\n"
     "  --prompt TEXT     text to start from (default: none, BOS only)\n"
     "  --steps N         positions to run, prompt included (default 256, at most seq_len)\n"
@@ -34,7 +36,7 @@ const char* kUsage =
     "  --sequences N     sampled sequences (default 16)\n"
     "  --length L        tokens per sequence, BOS included (default 512)\n"
     "  --seed S          sequence i is sampled with seed S + i (default 1)\n"
-    "  --bits            as above; --temperature sets the sampling temperature (default 1)\n";
+    "  --bits, --key-group  as above; --temperature sets the sampling temperature (default 1)\n";
 
 std::size_t parse_size(const std::string& flag, const std::string& v) {
   return llama2::detail::parse_count(v, flag);
@@ -125,6 +127,7 @@ int main(int argc, char** argv) {
     float temperature = 1.0f;
     std::uint64_t seed = 0;
     bool have_seed = false, compare = false, rotate = false;
+    std::size_t key_group = 0;  // 0: the library's default
     for (int i = 1; i < argc; ++i) {
       const std::string a = argv[i];
       auto value = [&]() -> std::string {
@@ -146,6 +149,8 @@ int main(int argc, char** argv) {
         have_seed = true;
       } else if (a == "--rotate") {
         rotate = true;
+      } else if (a == "--key-group") {
+        key_group = parse_size(a, value());
       } else if (a == "--rows") {
         const std::string list = value();
         for (std::size_t p = 0; p < list.size();) {
@@ -182,6 +187,7 @@ int main(int argc, char** argv) {
     }
     llama2::parse_bits(bits, policy);
     policy.rotate = policy.rotate || rotate;
+    if (key_group != 0 && !policy.own_group) policy.key_group = key_group;
 
     const llama2::Checkpoint model = llama2::load_checkpoint(positional[0]);
     const llama2::Tokenizer tok = llama2::load_tokenizer(positional[1], model.config.vocab_size);
@@ -196,6 +202,7 @@ int main(int argc, char** argv) {
       cmp.key_bits = policy.key_bits;
       cmp.value_bits = policy.value_bits;
       cmp.rotate = rotate;
+      if (key_group != 0) cmp.key_group = key_group;
       cmp.temperature = temperature;
       if (have_seed) cmp.seed = seed;
       const auto start = std::chrono::steady_clock::now();

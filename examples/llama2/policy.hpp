@@ -25,6 +25,9 @@ struct Policy {
   unsigned key_bits = 2, value_bits = 2;
   bool rotate = false;     ///< CacheConfig::rotate (Hadamard rotation of cached channels)
   bool own_bits = false;   ///< bits were given in the policy text (+bK/V)
+  /// CacheConfig::key_group: positions per key group (the library's default unless given)
+  std::size_t key_group = logquant::CacheConfig{}.key_group;
+  bool own_group = false;  ///< the key group was given in the policy text (+gN)
 
   static Policy full() { return Policy{}; }
   static Policy logquant(std::size_t w) { return make(Kind::kLogQuant, w, 0, 0); }
@@ -36,8 +39,8 @@ struct Policy {
   static Policy kivi(std::size_t r) { return make(Kind::kKivi, 0, r, 0); }
   static Policy sink_window(std::size_t s, std::size_t r) { return make(Kind::kSink, 0, r, s); }
 
-  /// The most FP tokens the policy holds at once (0 for full: unbounded).
-  std::size_t max_full_precision() const {
+  /// The most FP tokens the policy's selector holds at once (0 for full: unbounded).
+  std::size_t selector_budget() const {
     switch (kind) {
       case Kind::kLogQuant:
       case Kind::kLogStep: return 3 * window;
@@ -46,9 +49,14 @@ struct Policy {
       default: return 0;
     }
   }
+  /// The most FP tokens the cache holds at once: the selector's, and up to key_group - 1 of the
+  /// open key group that the selector has already demoted (SPEC §2). 0 for full.
+  std::size_t max_full_precision() const {
+    return kind == Kind::kFull ? 0 : selector_budget() + key_group - 1;
+  }
 
-  /// "full", "logquant:16", "logstep:32,16", "kivi:48", "sink:4,44", "kivi:48+rot+b4/2"
-  /// (the --policy syntax; bits or rotation appear only when given in the text).
+  /// "full", "logquant:16", "logstep:32,16", "kivi:48", "sink:4,44", "kivi:48+rot+b4/2+g32"
+  /// (the --policy syntax; bits, rotation or key group appear only when given in the text).
   std::string name() const {
     std::string n;
     switch (kind) {
@@ -60,6 +68,7 @@ struct Policy {
     }
     if (rotate) n += "+rot";
     if (own_bits) n += "+b" + std::to_string(key_bits) + "/" + std::to_string(value_bits);
+    if (own_group) n += "+g" + std::to_string(key_group);
     return n;
   }
 
@@ -92,7 +101,8 @@ inline std::size_t parse_count(const std::string& s, const std::string& what) {
 inline void parse_bits(const std::string& text, Policy& policy);
 
 /// Parses full | logquant:W | logstep:W,STEP | kivi:R | sink:S,R, optionally followed by
-/// +rot (rotate cached channels) and/or +bK/V (bits of this policy, overriding --bits).
+/// +rot (rotate cached channels), +bK/V (bits of this policy, overriding --bits) and/or +gN
+/// (positions per key group, overriding --key-group).
 inline Policy parse_policy(const std::string& full_text) {
   const std::string what = "--policy " + full_text;
   const std::size_t plus = full_text.find('+');
@@ -110,7 +120,7 @@ inline Policy parse_policy(const std::string& full_text) {
   auto fail = [&]() {
     throw std::invalid_argument(what +
                                 ": expected full, logquant:W, logstep:W,STEP, kivi:R or "
-                                "sink:S,R, then optionally +rot and +bK/V");
+                                "sink:S,R, then optionally +rot, +bK/V and +gN");
   };
   if (kind == "full" && colon == std::string::npos) {
     pol = Policy::full();
@@ -133,6 +143,9 @@ inline Policy parse_policy(const std::string& full_text) {
     } else if (opt.size() > 1 && opt[0] == 'b') {
       parse_bits(opt.substr(1), pol);
       pol.own_bits = true;
+    } else if (opt.size() > 1 && opt[0] == 'g') {
+      pol.key_group = detail::parse_count(opt.substr(1), what);
+      pol.own_group = true;
     } else {
       fail();
     }
@@ -202,6 +215,7 @@ class PolicyCache {
   static logquant::CacheConfig config(const Policy& p, std::size_t head_dim, std::size_t kv_heads) {
     logquant::CacheConfig cfg{head_dim, kv_heads, p.key_bits, p.value_bits, 0};
     cfg.rotate = p.rotate;
+    cfg.key_group = p.key_group;
     return cfg;
   }
 

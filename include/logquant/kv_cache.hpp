@@ -1,23 +1,17 @@
 // KVCache: the object an inference engine holds per layer. It takes post-RoPE keys and values as
-// tokens arrive, asks its selector which tokens stay in full precision, quantizes each demoted
-// token exactly once into the packed tile layout, and answers decode attention directly from the
-// packed codes (SPEC §2, §4).
+// tokens arrive, asks its selector which tokens stay in full precision, quantizes every aligned
+// group of key_group positions exactly once when it completes, and answers decode attention
+// directly from the packed codes (SPEC §2, §4).
 //
-// Storage, per KV head:
-//   quantized block  append-only, tokens in demotion order ("dense index"). Keys: one group per
-//                    demotion event (per-channel fp16 scale and min over the group's tokens), codes
-//                    in tile rows of 16 tokens, the group's last row cut to its tokens
-//                    (KeyGroupTiles: no padding rows). Values: per token, one fp16 (scale, min)
-//                    per value_group channels, codes in tiles of 16 channels x 16 tokens.
-//                    The quantized blocks of all heads share one allocation (QuantizedBlock,
-//                    on 2 MiB pages where the OS offers them: buffer.hpp).
-//   full precision   fp32 keys and values of the selector's FP tokens, ascending by position. For
-//                    LogSelector, after a compression its first W slots are the log-sparse block
-//                    and the rest the dense window.
-// memory_bytes() = Σ_heads (key codes + value codes + 4 bytes per metadata pair + 4 bytes per key
-//                  group index entry + 8 * head_dim bytes per FP token) + 8 bytes per cached
-//                  position (the FP and quantized position lists). Key codes are exactly
-//                  quantized tokens * padded head_dim * key_bits / 8 bytes.
+// Storage: a QuantizedBlock (quant/quantized_block.hpp: the stored format, addressed by position)
+// and a FullPrecisionBlock (quant/full_precision_block.hpp: fp32 rows, ascending by position).
+// The FP block holds the selector's FP tokens plus the open key group; inside the quantized
+// block's range those tokens are an overlay that the quantized pass skips. A token leaves full
+// precision when the selector has demoted it and its group is complete, so the cache holds at most
+// key_group - 1 FP tokens more than its selector.
+// memory_bytes() = Σ_heads (key codes + value codes + 4 bytes per metadata pair + 8 * head_dim
+//                  bytes per FP token) + 2 bytes per 16 quantized-block positions (the overlay)
+//                  + 8 bytes per FP position.
 #pragma once
 
 #include <algorithm>
@@ -26,6 +20,7 @@
 #include <cstdint>
 #include <iosfwd>
 #include <limits>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -33,6 +28,7 @@
 #include "attention_state.hpp"
 #include "error.hpp"
 #include "kernels/dispatch.hpp"
+#include "quant/full_precision_block.hpp"
 #include "quant/group_quantizer.hpp"
 #include "quant/quantized_block.hpp"
 #include "quant/tile_layout.hpp"
@@ -56,6 +52,10 @@ struct CacheConfig {
   bool rotate = false;
   /// Seed of the rotation's sign pattern.
   std::uint64_t rotation_seed = 0x6c6f677175616e74ull;
+  /// Positions per key group: keys are quantized per channel over each aligned group of this many
+  /// consecutive positions (a multiple of 16, 16 .. 1024), once, when its last token arrives.
+  /// Until then the group's tokens are held in full precision. The default: docs/accuracy.md.
+  std::size_t key_group = 64;
 };
 
 /// Where a cache's bytes go. "Quantized value" counts keys and values separately.
@@ -63,16 +63,20 @@ struct MemoryReport {
   std::size_t code_bytes = 0;            ///< packed codes, tile padding included
   std::size_t metadata_bytes = 0;        ///< fp16 (scale, min) pairs
   std::size_t full_precision_bytes = 0;  ///< fp32 keys and values of FP tokens
-  std::size_t index_bytes = 0;           ///< key group index and position lists
+  std::size_t index_bytes = 0;           ///< the overlay masks and the FP position list
   std::size_t tokens = 0, quantized_tokens = 0, full_precision_tokens = 0;
+  /// Positions the quantized block holds: the quantized tokens and the FP tokens it overlays
+  /// (whose codes are kept and counted in code_bytes and metadata_bytes).
+  std::size_t quantized_block_tokens = 0;
   std::size_t values_per_token = 0;  ///< 2 * kv_heads * head_dim (keys and values)
 
   std::size_t total() const {
     return code_bytes + metadata_bytes + full_precision_bytes + index_bytes;
   }
-  /// Bits per quantized key or value, metadata and padding included (0 when nothing is quantized).
+  /// Bits per key or value slot of the quantized block, metadata and channel padding included
+  /// (0 when it is empty): the density of the stored format. bits_per_value() counts the overlay.
   double quantized_bits_per_value() const {
-    const double n = static_cast<double>(quantized_tokens) * values_per_token;
+    const double n = static_cast<double>(quantized_block_tokens) * values_per_token;
     return n == 0 ? 0.0 : 8.0 * static_cast<double>(code_bytes + metadata_bytes) / n;
   }
   /// Bits per cached key or value over the whole cache, everything included.
@@ -103,6 +107,10 @@ inline CacheConfig validated(CacheConfig cfg) {
   });
   require(bits_ok(cfg.value_bits), [&] {
     return "CacheConfig.value_bits = " + std::to_string(cfg.value_bits) + " (expected 2, 4 or 8)";
+  });
+  require(cfg.key_group >= 16 && cfg.key_group <= 1024 && cfg.key_group % 16 == 0, [&] {
+    return "CacheConfig.key_group = " + std::to_string(cfg.key_group) +
+           " (expected a multiple of 16 in 16 .. 1024)";
   });
   cfg.value_group = resolve_value_group(cfg);
   require(cfg.head_dim % cfg.value_group == 0 &&
@@ -188,10 +196,10 @@ class KVCache {
       values = rotated_.data() + n * row;
     }
 
-    std::size_t stored = 0;  // tokens of this call already moved into the FP block
+    std::size_t stored = 0;  // tokens of this call already in the FP block
     auto store_until = [&](std::size_t position) {
       for (; size_ + stored < position; ++stored)
-        store_full(keys + stored * row, values + stored * row, size_ + stored);
+        store(keys + stored * row, values + stored * row, size_ + stored);
     };
     selector_.append(n, [&](std::size_t trigger, const std::size_t* positions, std::size_t count) {
       store_until(trigger);
@@ -206,9 +214,9 @@ class KVCache {
   /// append pays for a reallocation (a copy of the quantized block onto fresh pages at whichever
   /// decode step crosses the capacity; examples/fork_reserve.cpp measures it).
   /// The room is exact for every selector: a copy of the selector is run ahead to `tokens` to
-  /// count the demotions. A copy of a cache holds only what it uses; reserve on a fork that
-  /// goes on decoding. Never shrinks; `tokens` <= size() does nothing. allocated_bytes() shows
-  /// the effect.
+  /// find the most FP tokens held at once. A copy of a cache holds only what it uses; reserve on
+  /// a fork that goes on decoding. Never shrinks; `tokens` <= size() does nothing.
+  /// allocated_bytes() shows the effect.
   void reserve(std::size_t tokens) {
     detail::require(tokens <= std::numeric_limits<std::uint32_t>::max(), [&] {
       return "KVCache::reserve: tokens = " + std::to_string(tokens) +
@@ -221,34 +229,39 @@ class KVCache {
                              std::to_string(row) + " floats overflow size_t";
                     });
     if (tokens <= size_) return;
+    // append() without the data: the FP block's size after every step.
+    const std::size_t group = cfg_.key_group;
     Selector ahead = selector_;
-    std::size_t quantized = quantized_size(), groups = quantized_.groups();
-    std::size_t fp_peak = full_precision_size();
-    ahead.append(tokens - size_, [&](std::size_t trigger, const std::size_t*, std::size_t count) {
-      fp_peak = std::max(fp_peak, trigger - quantized);  // held when this demotion starts
-      quantized += count;
-      ++groups;
+    std::size_t fp = full_precision_size(), pending = pending_.size(), stored = size_;
+    std::size_t fp_peak = fp;
+    auto store_until = [&](std::size_t position) {
+      for (; stored < position; ++stored) {
+        fp_peak = std::max(fp_peak, ++fp);
+        if ((stored + 1) % group == 0) {
+          fp -= pending;
+          pending = 0;
+        }
+      }
+    };
+    ahead.append(tokens - size_, [&](std::size_t trigger, const std::size_t* positions,
+                                     std::size_t count) {
+      store_until(trigger);
+      for (std::size_t i = 0; i < count; ++i) {
+        if (positions[i] < stored / group * group)
+          --fp;
+        else
+          ++pending;
+      }
     });
-    fp_peak = std::max(fp_peak, tokens - quantized);
-    quantized_.reserve(quantized, groups);
-    for (Head& h : heads_) {
-      h.fp_keys.reserve(fp_peak * cfg_.head_dim);
-      h.fp_values.reserve(fp_peak * cfg_.head_dim);
-    }
-    fp_positions_.reserve(fp_peak);
-    quantized_positions_.reserve(quantized);
+    store_until(tokens);
+    quantized_.reserve(tokens / group * group);
+    full_.reserve(fp_peak);
   }
 
   /// Bytes allocated, reserved room and page rounding included: what the cache holds from the
   /// allocator, where memory_bytes() counts what it uses.
   std::size_t allocated_bytes() const {
-    std::size_t bytes = quantized_.allocated_bytes() +
-                        quantized_.group_first().capacity() * sizeof(std::uint32_t) +
-                        (fp_positions_.capacity() + quantized_positions_.capacity()) *
-                            sizeof(std::size_t);
-    for (const Head& h : heads_)
-      bytes += (h.fp_keys.capacity() + h.fp_values.capacity()) * sizeof(float);
-    return bytes;
+    return quantized_.allocated_bytes() + full_.allocated_bytes();
   }
 
   /// Decode attention: queries [q_heads][head_dim] (q_heads a multiple of kv_heads; query head h
@@ -258,13 +271,14 @@ class KVCache {
     detail::require(out != nullptr, "KVCache::attend: out is null");
     detail::require(size_ > 0, "KVCache::attend: the cache is empty (append tokens first)");
     thread_local AttentionState state;
-    attend_partial(queries, q_heads, scale, 0, size_, state);
+    attend_partial(queries, q_heads, scale, 0, attention_slots(), state);
     state.finalize(out);
   }
 
-  /// Attention over part of the cache, for splitting a long cache across threads: tokens
-  /// [begin, end) in storage order (quantized tokens 0 .. quantized_size(), then FP tokens up to
-  /// size()). Boundaries inside the quantized block must be multiples of 16. `state` is reset to
+  /// Attention over part of the cache, for splitting a long cache across threads. The range
+  /// [begin, end) is over attention_slots(): the quantized block's positions
+  /// [0, quantized_block_size()) (its FP overlay gets no weight there), then the FP block's tokens.
+  /// Boundaries inside the quantized block must be multiples of 16. `state` is reset to
   /// q_heads x head_dim and filled; merge the parts' states, then finalize.
   void attend_partial(const float* queries, std::size_t q_heads, float scale, std::size_t begin,
                       std::size_t end, AttentionState& state) const {
@@ -283,11 +297,12 @@ class KVCache {
              std::to_string(cfg_.kv_heads) + ")";
     });
     check_queries(queries, q_heads, scale);
-    detail::require(begin <= end && end <= size_, [&] {
+    detail::require(begin <= end && end <= attention_slots(), [&] {
       return "KVCache::attend_partial: range [" + std::to_string(begin) + ", " +
-             std::to_string(end) + ") is not within [0, size() = " + std::to_string(size_) + "]";
+             std::to_string(end) + ") is not within [0, attention_slots() = " +
+             std::to_string(attention_slots()) + "]";
     });
-    const std::size_t nq = quantized_size();
+    const std::size_t nq = quantized_block_size();
     auto aligned = [&](std::size_t b) { return b >= nq || b % kTileCols == 0; };
     detail::require(aligned(begin) && aligned(end), [&] {
       return "KVCache::attend_partial: boundaries inside the quantized block [0, " +
@@ -302,34 +317,42 @@ class KVCache {
     for (std::size_t h = kv_begin * per_kv; h < kv_end * per_kv; ++h) rotation_.forward(&scaled[h * dim]);
     state.reset(q_heads, dim);
 
+    // Nothing to read from the codes when every position is in the overlay (FullSelector).
+    const bool read_codes = begin < nq && quantized_size() > 0;
     for (std::size_t kv = kv_begin; kv < kv_end; ++kv) {
       const std::size_t h0 = kv * per_kv;
       const kernels::StateView st{&state.max[h0], &state.sum[h0], &state.acc[h0 * dim], per_kv};
       const float* q = &scaled[h0 * dim];
-      if (begin < nq) kernels_->attend_quantized(quantized_view(kv), q, begin, std::min(end, nq), st);
-      if (end > nq) {
-        const std::size_t f0 = std::max(begin, nq) - nq, f1 = end - nq;
-        const Head& h = heads_[kv];
-        kernels_->attend_full(
-            kernels::FullHeadView{h.fp_keys.data() + f0 * dim, h.fp_values.data() + f0 * dim,
-                                  f1 - f0, dim},
-            q, st);
-      }
+      if (read_codes)
+        kernels_->attend_quantized(quantized_.view(kv), q, begin, std::min(end, nq), st);
+      if (end > nq)
+        kernels_->attend_full(full_.view(kv, std::max(begin, nq) - nq, end - nq), q, st);
     }
     // acc is a linear combination of rotated values: rotate it back (sums and maxima are unchanged).
     for (std::size_t h = kv_begin * per_kv; h < kv_end * per_kv; ++h) rotation_.inverse(&state.acc[h * dim]);
   }
 
   std::size_t size() const { return size_; }
-  std::size_t quantized_size() const { return quantized_positions_.size(); }
-  std::size_t full_precision_size() const { return fp_positions_.size(); }
+  /// Tokens attention reads from their codes: size() - full_precision_size().
+  std::size_t quantized_size() const { return size_ - full_.size(); }
+  /// Tokens attention reads in full precision.
+  std::size_t full_precision_size() const { return full_.size(); }
+  /// Positions the quantized block holds, [0, quantized_block_size()): every complete key group.
+  std::size_t quantized_block_size() const { return quantized_.tokens(); }
+  /// The range attend_partial splits: quantized_block_size() + full_precision_size().
+  std::size_t attention_slots() const { return quantized_.tokens() + full_.size(); }
 
-  /// FP positions, ascending; the same as the selector's.
-  std::vector<std::size_t> full_precision_positions() const {
-    return selector_.full_precision_positions();
+  /// The positions attention reads in full precision, ascending: the selector's, and the open key
+  /// group's (which the selector may already have demoted; they leave when the group completes).
+  const std::vector<std::size_t>& full_precision_positions() const { return full_.positions(); }
+  /// The positions attention reads from their codes, ascending.
+  std::vector<std::size_t> quantized_positions() const {
+    std::vector<std::size_t> positions;
+    positions.reserve(quantized_size());
+    for (std::size_t p = 0; p < quantized_.tokens(); ++p)
+      if (!quantized_.is_full_precision(p)) positions.push_back(p);
+    return positions;
   }
-  /// Quantized positions in demotion order (the order of the quantized block).
-  const std::vector<std::size_t>& quantized_positions() const { return quantized_positions_; }
 
   /// Bytes held (see the formula at the top of this header).
   std::size_t memory_bytes() const { return memory().total(); }
@@ -340,13 +363,12 @@ class KVCache {
     r.code_bytes = heads * (quantized_.key_code_bytes() + quantized_.value_code_bytes());
     r.metadata_bytes =
         heads * (quantized_.key_meta_count() + quantized_.value_meta_count()) * sizeof(GroupParams);
-    r.index_bytes = heads * quantized_.groups() * sizeof(std::uint32_t);
-    for (const Head& h : heads_)
-      r.full_precision_bytes += (h.fp_keys.size() + h.fp_values.size()) * sizeof(float);
-    r.index_bytes += (fp_positions_.size() + quantized_positions_.size()) * sizeof(std::uint64_t);
+    r.full_precision_bytes = full_.data_bytes();
+    r.index_bytes = quantized_.overlay_bytes() + full_.size() * sizeof(std::uint64_t);
     r.tokens = size_;
     r.quantized_tokens = quantized_size();
     r.full_precision_tokens = full_precision_size();
+    r.quantized_block_tokens = quantized_block_size();
     r.values_per_token = token_floats() * 2;
     return r;
   }
@@ -357,36 +379,16 @@ class KVCache {
   void reconstruct(float* keys, float* values) const {
     detail::require((keys != nullptr && values != nullptr) || size_ == 0,
                     "KVCache::reconstruct: keys and values must not be null");
-    const std::size_t dim = cfg_.head_dim, row = token_floats(), groups = dim / cfg_.value_group;
+    const std::size_t dim = cfg_.head_dim, row = token_floats();
+    const std::vector<std::size_t>& fp = full_.positions();
     for (std::size_t kv = 0; kv < cfg_.kv_heads; ++kv) {
-      const Head& h = heads_[kv];
-      for (std::size_t i = 0; i < fp_positions_.size(); ++i)
-        for (std::size_t d = 0; d < dim; ++d) {
-          keys[fp_positions_[i] * row + kv * dim + d] = h.fp_keys[i * dim + d];
-          values[fp_positions_[i] * row + kv * dim + d] = h.fp_values[i * dim + d];
-        }
-      const kernels::QuantizedHeadView view = quantized_view(kv);
-      for (std::size_t g = 0; g < view.groups; ++g) {
-        const KeyGroupTiles key_m = view.key_group_tiles(g);
-        const std::uint8_t* base = view.key_group_codes(g);
-        for (std::size_t t = view.group_first[g]; t < view.group_first[g + 1]; ++t)
-          for (std::size_t d = 0; d < dim; ++d) {
-            const GroupParams p = view.key_meta[g * dim + d];
-            const std::uint8_t code = key_m.get(base, t - view.group_first[g], d);
-            keys[quantized_positions_[t] * row + kv * dim + d] =
-                p.min_f() + static_cast<float>(code) * p.scale_f();
-          }
+      for (std::size_t i = 0; i < fp.size(); ++i) {
+        std::copy_n(full_.keys(kv) + i * dim, dim, keys + fp[i] * row + kv * dim);
+        std::copy_n(full_.values(kv) + i * dim, dim, values + fp[i] * row + kv * dim);
       }
-      const std::size_t value_tile = tile_bytes(cfg_.value_bits);
-      for (std::size_t t = 0; t < quantized_size(); ++t)
-        for (std::size_t d = 0; d < dim; ++d) {
-          const GroupParams p = view.value_meta[t * groups + d / cfg_.value_group];
-          const std::uint8_t* tile = view.value_codes +
-                                     ((t / kTileCols) * tiles_for(dim) + d / kTileRows) * value_tile;
-          const std::uint8_t code = tile_get(tile, cfg_.value_bits, d % kTileRows, t % kTileCols);
-          values[quantized_positions_[t] * row + kv * dim + d] =
-              p.min_f() + static_cast<float>(code) * p.scale_f();
-        }
+      for (std::size_t p = 0; p < quantized_.tokens(); ++p)
+        if (!quantized_.is_full_precision(p))
+          quantized_.dequantize(kv, p, keys + p * row + kv * dim, values + p * row + kv * dim);
     }
     for (std::size_t i = 0; i < size_ * cfg_.kv_heads; ++i) {
       rotation_.inverse(keys + i * dim);
@@ -405,19 +407,7 @@ class KVCache {
       return "KVCache::quantized_view: kv_head = " + std::to_string(kv_head) +
              " (expected < kv_heads = " + std::to_string(cfg_.kv_heads) + ")";
     });
-    kernels::QuantizedHeadView v;
-    v.key_codes = quantized_.key_codes(kv_head);
-    v.key_meta = quantized_.key_meta(kv_head);
-    v.group_first = quantized_.group_first().data();
-    v.groups = quantized_.groups();
-    v.value_codes = quantized_.value_codes(kv_head);
-    v.value_meta = quantized_.value_meta(kv_head);
-    v.tokens = quantized_size();
-    v.head_dim = cfg_.head_dim;
-    v.value_group = cfg_.value_group;
-    v.key_bits = cfg_.key_bits;
-    v.value_bits = cfg_.value_bits;
-    return v;
+    return quantized_.view(kv_head);
   }
 
  private:
@@ -428,14 +418,11 @@ class KVCache {
       : cfg_(detail::validated(config)),
         selector_(std::move(selector)),
         kernels_(&kernels),
-        heads_(cfg_.kv_heads),
-        quantized_(cfg_.kv_heads, cfg_.head_dim, cfg_.key_bits, cfg_.value_bits, cfg_.value_group),
+        quantized_(cfg_.kv_heads, cfg_.head_dim, cfg_.key_bits, cfg_.value_bits, cfg_.key_group,
+                   cfg_.value_group),
+        full_(cfg_.kv_heads, cfg_.head_dim),
         rotation_(cfg_.rotate ? HadamardRotation(cfg_.head_dim, cfg_.rotation_seed)
                               : HadamardRotation()) {}
-
-  struct Head {
-    std::vector<float> fp_keys, fp_values;  // [fp tokens][head_dim]
-  };
 
   std::size_t token_floats() const { return cfg_.kv_heads * cfg_.head_dim; }
 
@@ -468,95 +455,66 @@ class KVCache {
     }
   }
 
-  // Moves the token at `position` ([kv_heads][head_dim] keys and values) into the FP block.
-  void store_full(const float* keys, const float* values, std::size_t position) {
-    const std::size_t dim = cfg_.head_dim;
-    for (std::size_t kv = 0; kv < cfg_.kv_heads; ++kv) {
-      Head& h = heads_[kv];
-      h.fp_keys.insert(h.fp_keys.end(), keys + kv * dim, keys + (kv + 1) * dim);
-      h.fp_values.insert(h.fp_values.end(), values + kv * dim, values + (kv + 1) * dim);
-    }
-    fp_positions_.push_back(position);
+  // Appends the token at `position` ([kv_heads][head_dim] keys and values) to the FP block; when
+  // it completes a key group, quantizes the group.
+  void store(const float* keys, const float* values, std::size_t position) {
+    full_.push_back(position, keys, values);
+    if ((position + 1) % cfg_.key_group == 0) complete_group();
   }
 
-  // Quantizes the FP tokens at `positions` (ascending) as one key group and one value token each,
-  // appends them to the quantized block and removes them from the FP block.
-  void demote(const std::size_t* positions, std::size_t count) {
-    const std::size_t dim = cfg_.head_dim;
+  // The open group, the FP block's last key_group rows (nothing of it has left), is complete:
+  // quantize it; its tokens the selector demoted leave the FP block, the others become overlay.
+  void complete_group() {
+    const std::size_t dim = cfg_.head_dim, group = cfg_.key_group, first = full_.size() - group;
+    quantized_.append_group(*kernels_, [&](std::size_t kv) {
+      return std::make_pair(full_.keys(kv) + first * dim, full_.values(kv) + first * dim);
+    });
     slots_.clear();
-    for (std::size_t i = 0, s = 0; i < count; ++i) {
-      while (s < fp_positions_.size() && fp_positions_[s] < positions[i]) ++s;
-      if (s == fp_positions_.size() || fp_positions_[s] != positions[i])
-        throw std::logic_error("logquant: the selector demoted position " +
-                               std::to_string(positions[i]) + ", which is not full precision");
-      slots_.push_back(s);
+    for (std::size_t i = first; i < full_.size(); ++i) {
+      const std::size_t p = full_.positions()[i];
+      if (std::find(pending_.begin(), pending_.end(), p) != pending_.end())
+        slots_.push_back(i);
+      else
+        quantized_.set_full_precision(p, true);
     }
-
-    const std::size_t first = quantized_size();
-    const std::size_t col_tiles = tiles_for(dim);
-    const std::size_t value_groups = dim / cfg_.value_group;
-    const std::size_t value_row_bytes = col_tiles * tile_bytes(cfg_.value_bits);
-    const std::size_t key_row_bytes = KeyGroupTiles::row_bytes(cfg_.key_bits, col_tiles);
-    const std::size_t group = quantized_.groups();
-    quantized_.append_group(count);  // zero-filled room in every head, before anything is moved
-    gather_.resize(count * dim);
-    for (std::size_t kv = 0; kv < cfg_.kv_heads; ++kv) {
-      Head& h = heads_[kv];
-      // Keys: one group over the demoted tokens, quantized into whole tile rows, then stored
-      // without the last row's padding (KeyGroupTiles).
-      for (std::size_t i = 0; i < count; ++i)
-        std::copy_n(&h.fp_keys[slots_[i] * dim], dim, &gather_[i * dim]);
-      key_tiles_.assign(TileMatrix{cfg_.key_bits, col_tiles}.bytes_for_rows(count), 0);
-      kernels_->quantize_key_group(gather_.data(), count, dim, dim, cfg_.key_bits,
-                                   quantized_.key_meta(kv) + group * dim, key_tiles_.data());
-      compact_key_group(key_tiles_.data(), count, col_tiles, cfg_.key_bits,
-                        quantized_.key_codes(kv) + first * key_row_bytes);
-
-      // Values: per token, into the next columns of the token tiles.
-      for (std::size_t i = 0; i < count; ++i) {
-        const std::size_t dense = first + i;
-        kernels_->quantize_value_token(
-            &h.fp_values[slots_[i] * dim], dim, cfg_.value_group, cfg_.value_bits, dense,
-            quantized_.value_meta(kv) + dense * value_groups,
-            quantized_.value_codes(kv) + (dense / kTileCols) * value_row_bytes);
-      }
-      erase_slots(h.fp_keys, dim);
-      erase_slots(h.fp_values, dim);
-    }
-    quantized_positions_.insert(quantized_positions_.end(), positions, positions + count);
-    erase_slots(fp_positions_, 1);
+    pending_.clear();
+    full_.erase(slots_);
   }
 
-  // Removes the rows listed in slots_ (ascending) from a row-major array, keeping order.
-  template <class T>
-  void erase_slots(std::vector<T>& rows, std::size_t width) const {
-    if (slots_.empty()) return;
-    std::size_t write = slots_.front(), next = 0;
-    const std::size_t total = rows.size() / width;
-    for (std::size_t read = slots_.front(); read < total; ++read) {
-      if (next < slots_.size() && slots_[next] == read) {
-        ++next;
-        continue;
+  // The selector demoted `positions`: those in a complete group leave the FP block now, those in
+  // the open group when it completes.
+  void demote(const std::size_t* positions, std::size_t count) {
+    slots_.clear();
+    for (std::size_t i = 0; i < count; ++i) {
+      const std::size_t p = positions[i], slot = full_.find(p);
+      const bool in_block = p < quantized_.tokens();
+      const bool held = slot != full_.size() &&
+                        (in_block ? quantized_.is_full_precision(p)
+                                  : std::find(pending_.begin(), pending_.end(), p) == pending_.end());
+      if (!held)
+        throw std::logic_error("logquant: the selector demoted position " + std::to_string(p) +
+                               ", which is not full precision");
+      if (in_block) {
+        slots_.push_back(slot);
+        quantized_.set_full_precision(p, false);
+      } else {
+        pending_.push_back(p);
       }
-      std::copy_n(&rows[read * width], width, &rows[write * width]);
-      ++write;
     }
-    rows.resize(write * width);
+    std::sort(slots_.begin(), slots_.end());
+    full_.erase(slots_);
   }
 
   CacheConfig cfg_;
   Selector selector_;
   const kernels::KernelTable* kernels_;
-  std::vector<Head> heads_;   // full-precision blocks
-  QuantizedBlock quantized_;  // quantized blocks of all heads, one allocation
+  QuantizedBlock quantized_;         // complete key groups, all heads, one allocation
+  FullPrecisionBlock full_;          // FP tokens: the selector's and the open group's
   std::size_t size_ = 0;
-  std::vector<std::size_t> fp_positions_;         // ascending, matches the selector
-  std::vector<std::size_t> quantized_positions_;  // demotion order
-  std::vector<std::size_t> slots_;                // scratch: FP slots being demoted
-  std::vector<float> gather_;                     // scratch: one key group
-  std::vector<std::uint8_t> key_tiles_;           // scratch: its codes in whole tile rows
-  HadamardRotation rotation_;                     // identity unless cfg_.rotate
-  std::vector<float> rotated_;                    // scratch: rotated keys and values of one append
+  std::vector<std::size_t> pending_;  // demoted positions of the open group
+  std::vector<std::size_t> slots_;    // scratch: FP slots leaving
+  HadamardRotation rotation_;         // identity unless cfg_.rotate
+  std::vector<float> rotated_;        // scratch: rotated keys and values of one append
 };
 
 }  // namespace logquant

@@ -54,8 +54,9 @@ std::vector<AttentionChunk> plan_chunks(const KVCache<Selector>& cache, std::siz
   const std::size_t head_groups = std::gcd(parts, cfg.kv_heads);
   const std::size_t token_parts = parts / head_groups;
 
-  // Token boundaries b_0 = 0 < ... < b_token_parts = size(), by cost.
-  const std::size_t nq = cache.quantized_size(), n = cache.size();
+  // Boundaries b_0 = 0 < ... < b_token_parts = attention_slots() (the quantized block's
+  // positions, then the FP block: KVCache::attend_partial), by cost.
+  const std::size_t nq = cache.quantized_block_size(), n = cache.attention_slots();
   double cq = 0, cf = 0;
   detail::token_costs(cfg, cq, cf);
   const double total = cq * static_cast<double>(nq) + cf * static_cast<double>(n - nq);

@@ -30,7 +30,7 @@ namespace logquant {
 
 /// The format version save() writes and load() reads (docs/format.md). Any change to the bytes,
 /// the code layout of quant/tile_layout.hpp included, needs a new number.
-inline constexpr std::uint32_t kFormatVersion = 2;
+inline constexpr std::uint32_t kFormatVersion = 3;
 
 namespace detail {
 
@@ -343,28 +343,26 @@ inline std::uint32_t decode_u32(const std::uint8_t* p) {
 struct LoadedHead {
   std::vector<std::uint8_t> key_codes, value_codes;
   std::vector<GroupParams> key_meta, value_meta;
-  std::vector<std::uint32_t> group_first;
   std::vector<float> fp_keys, fp_values;
 };
 
-// The sizes of one head's arrays, all implied by the configuration and the token counts.
+// The sizes of one head's arrays, all implied by the configuration, the quantized block's
+// positions (nq, a multiple of key_group) and the FP token count.
 struct HeadSizes {
   std::size_t key_code_bytes, key_meta, value_code_bytes, value_meta, fp_floats;
   std::uint64_t section_bytes;  // HEAD payload: head index + the arrays
 };
 
-inline HeadSizes head_sizes(const CacheConfig& cfg, std::uint64_t nq, std::uint64_t groups,
-                            std::uint64_t nfp) {
+inline HeadSizes head_sizes(const CacheConfig& cfg, std::uint64_t nq, std::uint64_t nfp) {
   const std::uint64_t col_tiles = tiles_for(cfg.head_dim), dim = cfg.head_dim;
   const char* what = "the size of a HEAD section";
   HeadSizes s{};
-  // Key groups are stored back to back without padding rows (KeyGroupTiles).
-  const std::uint64_t key_codes = checked_mul(
-      nq, KeyGroupTiles::row_bytes(cfg.key_bits, static_cast<std::size_t>(col_tiles)), what);
-  const std::uint64_t key_meta = checked_mul(groups, dim, what);
-  const std::uint64_t value_codes = checked_mul(
-      checked_mul(tiles_for(static_cast<std::size_t>(nq)), col_tiles, what),
-      tile_bytes(cfg.value_bits), what);
+  const std::uint64_t tile_rows = nq / kTileRows;
+  const std::uint64_t key_codes =
+      checked_mul(checked_mul(tile_rows, col_tiles, what), tile_bytes(cfg.key_bits), what);
+  const std::uint64_t key_meta = checked_mul(nq / cfg.key_group, dim, what);
+  const std::uint64_t value_codes =
+      checked_mul(checked_mul(tile_rows, col_tiles, what), tile_bytes(cfg.value_bits), what);
   const std::uint64_t value_meta = checked_mul(nq, dim / cfg.value_group, what);
   const std::uint64_t fp_floats = checked_mul(nfp, dim, what);
   std::uint64_t total = 4;
@@ -408,7 +406,7 @@ struct CacheSerializer {
                     cstring_length(Selector::kStateName) <= kStateNameBytes,
                 "Selector::kStateName must be 1 to 16 bytes long");
 #if defined(__x86_64__) || defined(__aarch64__) || defined(_M_X64) || defined(_M_ARM64)
-  static_assert(sizeof(CacheConfig) == 48,
+  static_assert(sizeof(CacheConfig) == 56,
                 "CacheConfig changed: save its new fields in serialize.hpp, describe them in "
                 "docs/format.md and raise kFormatVersion");
 #endif
@@ -416,8 +414,6 @@ struct CacheSerializer {
   static void save(const Cache& c, std::ostream& out) {
     const CacheConfig& cfg = c.cfg_;
     const std::vector<std::uint64_t> state = c.selector_.save_state();
-    const std::size_t nq = c.quantized_positions_.size();
-    const std::size_t groups = c.quantized_.groups();
 
     FormatWriter w(out);
     w.header();
@@ -432,15 +428,14 @@ struct CacheSerializer {
     w.u32(cfg.value_group);
     w.u64(cfg.rotation_seed);
     w.u64(c.size_);
-    w.u64(nq);
-    w.u64(groups);
+    w.u64(cfg.key_group);
+    w.u64(c.full_.size());
     w.u64(state.size());
     std::uint8_t name[kStateNameBytes] = {};
     std::memcpy(name, Selector::kStateName, cstring_length(Selector::kStateName));
     w.bytes(name, sizeof name);
     w.end_section();
 
-    auto u32 = [](std::uint64_t x, std::uint8_t* out) { store_le(out, x, 4); };
     auto params = [](GroupParams p, std::uint8_t* out) {
       store_le(out, p.scale, 2);
       store_le(out + 2, p.min, 2);
@@ -451,28 +446,19 @@ struct CacheSerializer {
     w.array(state, 8, [](std::uint64_t x, std::uint8_t* out) { store_le(out, x, 8); });
     w.end_section();
 
-    const std::vector<std::uint32_t>& first = c.quantized_.group_first();
-    std::vector<std::uint32_t> group_sizes(groups);
-    for (std::size_t g = 0; g < groups; ++g) group_sizes[g] = first[g + 1] - first[g];
-    w.begin_section("TOKS", 4 * (static_cast<std::uint64_t>(c.size_) + groups));
-    w.array(c.quantized_positions_, 4, u32);
-    w.array(c.fp_positions_, 4, u32);
-    w.array(group_sizes, 4, u32);
-    w.end_section();
-
+    const QuantizedBlock& b = c.quantized_;
+    const FullPrecisionBlock& f = c.full_;
+    const std::size_t fp_floats = f.size() * cfg.head_dim;
     for (std::size_t kv = 0; kv < cfg.kv_heads; ++kv) {
-      const auto& h = c.heads_[kv];
-      const QuantizedBlock& b = c.quantized_;
       w.begin_section("HEAD", 4 + b.key_code_bytes() + 4 * b.key_meta_count() +
-                                  b.value_code_bytes() + 4 * b.value_meta_count() +
-                                  4 * (h.fp_keys.size() + h.fp_values.size()));
+                                  b.value_code_bytes() + 4 * b.value_meta_count() + 8 * fp_floats);
       w.u32(kv);
       w.bytes(b.key_codes(kv), b.key_code_bytes());
       w.array(b.key_meta(kv), b.key_meta_count(), 4, params);
       w.bytes(b.value_codes(kv), b.value_code_bytes());
       w.array(b.value_meta(kv), b.value_meta_count(), 4, params);
-      w.array(h.fp_keys.data(), h.fp_keys.size(), 4, f32);
-      w.array(h.fp_values.data(), h.fp_values.size(), 4, f32);
+      w.array(f.keys(kv), fp_floats, 4, f32);
+      w.array(f.values(kv), fp_floats, 4, f32);
       w.end_section();
     }
     w.finish();
@@ -507,7 +493,7 @@ struct CacheSerializer {
     const std::uint64_t rotate = r.u8(), reserved = r.u8();
     const std::uint64_t value_group = r.u32();
     cfg.rotation_seed = r.u64();
-    const std::uint64_t size = r.u64(), nq = r.u64(), groups = r.u64(), words = r.u64();
+    const std::uint64_t size = r.u64(), key_group = r.u64(), nfp = r.u64(), words = r.u64();
     std::uint8_t name[kStateNameBytes];
     r.bytes(name, sizeof name);
     r.end_section();
@@ -528,52 +514,53 @@ struct CacheSerializer {
              std::to_string(reserved) + " (expected 0 or 1, and 0)";
     });
     format_require(value_group != 0, [] { return "CONF: value_group = 0 (expected resolved)"; });
+    format_require(key_group <= 1024, [&] {
+      return "CONF: key_group = " + std::to_string(key_group) + " (expected 16 .. 1024)";
+    });
     cfg.head_dim = static_cast<std::size_t>(head_dim);
     cfg.kv_heads = static_cast<std::size_t>(kv_heads);
     cfg.value_group = static_cast<std::size_t>(value_group);
+    cfg.key_group = static_cast<std::size_t>(key_group);
     cfg.rotate = rotate == 1;
     cfg = validated(cfg);  // InvalidArgument -> FormatError in load()
     if (expected) check_expected(cfg, *expected);
-    format_require(nq <= size && size <= std::numeric_limits<std::uint32_t>::max(), [&] {
-      return "CONF: " + std::to_string(nq) + " quantized of " + std::to_string(size) +
-             " tokens (expected quantized <= tokens <= 2^32 - 1)";
+    format_require(nfp <= size && size <= std::numeric_limits<std::uint32_t>::max(), [&] {
+      return "CONF: " + std::to_string(nfp) + " full-precision of " + std::to_string(size) +
+             " tokens (expected full-precision <= tokens <= 2^32 - 1)";
     });
-    format_require(groups <= nq && (groups == 0) == (nq == 0), [&] {
-      return "CONF: " + std::to_string(groups) + " key groups for " + std::to_string(nq) +
-             " quantized tokens";
-    });
-    const std::size_t n = static_cast<std::size_t>(size), n_quantized = static_cast<std::size_t>(nq);
-    const std::size_t n_groups = static_cast<std::size_t>(groups), n_fp = n - n_quantized;
+    const std::size_t n = static_cast<std::size_t>(size), n_fp = static_cast<std::size_t>(nfp);
+    const std::size_t nq = n / cfg.key_group * cfg.key_group;  // every complete group
 
-    // SELS: the selector's words, parsed once the cache's own lists are known.
+    // SELS: the selector's words.
     r.begin_section("SELS", checked_mul(words, 8, "the SELS section size"), "section SELS");
     std::vector<std::uint64_t> state;
     r.array(state, to_size(words, "selector state words"), 8,
             [](const std::uint8_t* p) { return load_le(p, 8); });
     r.end_section();
 
-    // TOKS: positions and key-group sizes.
-    r.begin_section("TOKS", 4 * (size + groups), "section TOKS");
-    std::vector<std::uint32_t> quantized, fp, group_sizes;
-    r.array(quantized, n_quantized, 4, decode_u32);
-    r.array(fp, n_fp, 4, decode_u32);
-    r.array(group_sizes, n_groups, 4, decode_u32);
-    r.end_section();
-    check_positions(quantized, fp, group_sizes, n);
-
     Selector selector = Selector::load_state(state);
     format_require(selector.size() == n, [&] {
       return std::string("selector '") + Selector::kStateName + "' has seen " +
              std::to_string(selector.size()) + " tokens, the cache holds " + std::to_string(n);
     });
-    const std::vector<std::size_t> selector_fp = selector.full_precision_positions();
-    format_require(std::equal(selector_fp.begin(), selector_fp.end(), fp.begin(), fp.end()),
-                   [] { return "the selector's full-precision positions differ from the cache's"; });
+    // The FP tokens follow from the selector and the open group (kv_cache.hpp).
+    std::vector<std::size_t> fp;
+    for (std::size_t p : selector.full_precision_positions())
+      if (p < nq) fp.push_back(p);
+    for (std::size_t p = nq; p < n; ++p) fp.push_back(p);
+    format_require(fp.size() == n_fp, [&] {
+      return "CONF: " + std::to_string(n_fp) + " full-precision tokens, the selector and the " +
+             "open key group make " + std::to_string(fp.size());
+    });
+    std::vector<std::size_t> pending;
+    {
+      const std::vector<std::size_t> kept = selector.full_precision_positions();
+      for (std::size_t p = nq; p < n; ++p)
+        if (!std::binary_search(kept.begin(), kept.end(), p)) pending.push_back(p);
+    }
 
     Cache c(RestoreTag{}, cfg, std::move(selector), kernels);
-    std::vector<std::uint32_t> first{0};
-    for (std::uint32_t g : group_sizes) first.push_back(first.back() + g);
-    const HeadSizes sizes = head_sizes(cfg, nq, groups, n_fp);
+    const HeadSizes sizes = head_sizes(cfg, nq, n_fp);
 
     // Each head is read into vectors that grow with what arrives (a corrupt count allocates
     // nothing up front), checked, then copied into the cache's one quantized allocation.
@@ -593,25 +580,25 @@ struct CacheSerializer {
       format_require(index == kv, [&] {
         return section + " is labelled head " + std::to_string(index);
       });
-      h.group_first = first;
-      check_head(cfg, h, n_quantized, section);
+      check_head(cfg, h, nq, section);
     }
     QuantizedBlock& block = c.quantized_;
-    block.reserve(nq, groups);
-    for (std::uint32_t g : group_sizes) block.append_group(g);
+    block.resize_for_load(nq);
+    std::vector<std::vector<float>> fp_keys(cfg.kv_heads), fp_values(cfg.kv_heads);
     for (std::size_t kv = 0; kv < cfg.kv_heads; ++kv) {
       LoadedHead& h = loaded[kv];
       std::copy(h.key_codes.begin(), h.key_codes.end(), block.key_codes(kv));
       std::copy(h.key_meta.begin(), h.key_meta.end(), block.key_meta(kv));
       std::copy(h.value_codes.begin(), h.value_codes.end(), block.value_codes(kv));
       std::copy(h.value_meta.begin(), h.value_meta.end(), block.value_meta(kv));
-      c.heads_[kv].fp_keys = std::move(h.fp_keys);
-      c.heads_[kv].fp_values = std::move(h.fp_values);
+      fp_keys[kv] = std::move(h.fp_keys);
+      fp_values[kv] = std::move(h.fp_values);
     }
-
+    for (std::size_t p : fp)
+      if (p < nq) block.set_full_precision(p, true);
+    c.full_.assign(std::move(fp), std::move(fp_keys), std::move(fp_values));
+    c.pending_ = std::move(pending);
     c.size_ = n;
-    c.quantized_positions_.assign(quantized.begin(), quantized.end());
-    c.fp_positions_.assign(fp.begin(), fp.end());
     return c;
   }
 
@@ -626,45 +613,15 @@ struct CacheSerializer {
     same("kv_heads", got.kv_heads, want.kv_heads);
     same("key_bits", got.key_bits, want.key_bits);
     same("value_bits", got.value_bits, want.value_bits);
+    same("key_group", got.key_group, want.key_group);
     same("value_group", got.value_group, want.value_group);
     same("rotate", got.rotate, want.rotate);
     if (want.rotate) same("rotation_seed", got.rotation_seed, want.rotation_seed);
   }
 
-  // Quantized and FP positions together are each position below `size` exactly once; FP
-  // positions ascend, as do the positions inside each key group (one demotion event), and the
-  // groups, each non-empty, cover the quantized block.
-  static void check_positions(const std::vector<std::uint32_t>& quantized,
-                              const std::vector<std::uint32_t>& fp,
-                              const std::vector<std::uint32_t>& group_sizes, std::size_t size) {
-    std::vector<bool> seen(size);
-    auto mark = [&](std::uint32_t p, const char* list) {
-      format_require(p < size && !seen[p], [&] {
-        return std::string("TOKS: ") + list + " position " + std::to_string(p) +
-               (p < size ? " appears twice" : " is not below the token count " + std::to_string(size));
-      });
-      seen[p] = true;
-    };
-    for (std::uint32_t p : quantized) mark(p, "quantized");
-    for (std::uint32_t p : fp) mark(p, "full-precision");
-    format_require(std::is_sorted(fp.begin(), fp.end()),
-                   [] { return "TOKS: full-precision positions are not ascending"; });
-    std::uint64_t begin = 0;
-    for (std::uint32_t g : group_sizes) {
-      format_require(g >= 1 && g <= quantized.size() - begin,
-                     [&] { return "TOKS: key group sizes do not add up to the quantized count"; });
-      format_require(std::is_sorted(quantized.begin() + static_cast<std::ptrdiff_t>(begin),
-                                    quantized.begin() + static_cast<std::ptrdiff_t>(begin + g)),
-                     [] { return "TOKS: positions inside a key group are not ascending"; });
-      begin += g;
-    }
-    format_require(begin == quantized.size(),
-                   [&] { return "TOKS: key group sizes do not add up to the quantized count"; });
-  }
-
   // What append() guarantees and attention relies on: finite fp16 metadata with scale >= 0, FP
-  // values finite and within the fp16 range, and zero in every code slot outside the matrix (the
-  // next demotions OR codes into the last value tile row, so garbage there would change them).
+  // values finite and within the fp16 range, and zero in every padding code slot (channels past
+  // head_dim), so a loaded cache holds exactly the bytes a cache that appended would.
   template <class Head>
   static void check_head(const CacheConfig& cfg, const Head& h, std::size_t nq,
                          const std::string& section) {
@@ -678,27 +635,23 @@ struct CacheSerializer {
     check_quantizable(h.fp_values.data(), h.fp_values.size(), 1, "full-precision values");
 
     const std::size_t dim = cfg.head_dim, col_tiles = tiles_for(dim);
-    const std::size_t value_tile = tile_bytes(cfg.value_bits);
+    if (dim % kTileCols == 0) return;  // no padding channels
+    // Only the last column tile has padding, channels >= head_dim: columns of key tiles, rows of
+    // value tiles. Positions fill whole tiles.
+    const std::size_t last = col_tiles - 1;
     bool zero = true;
-    // Keys: only the last column tile has padding (channels); groups have no padding rows.
-    for (std::size_t g = 0; g + 1 < h.group_first.size(); ++g) {
-      const KeyGroupTiles tiles{cfg.key_bits, col_tiles, h.group_first[g + 1] - h.group_first[g]};
-      const std::uint8_t* base =
-          h.key_codes.data() + h.group_first[g] * KeyGroupTiles::row_bytes(cfg.key_bits, col_tiles);
-      for (std::size_t row = 0; row < tiles.tokens; ++row)
-        for (std::size_t col = dim; col < col_tiles * kTileCols; ++col)
-          zero = zero && tiles.get(base, row, col) == 0;
+    for (std::size_t tr = 0; tr < nq / kTileRows; ++tr) {
+      zero = zero && padding_is_zero(
+                         h.key_codes.data() + (tr * col_tiles + last) * tile_bytes(cfg.key_bits),
+                         cfg.key_bits, [&](std::size_t, std::size_t col) {
+                           return last * kTileCols + col < dim;
+                         });
+      zero = zero && padding_is_zero(
+                         h.value_codes.data() + (tr * col_tiles + last) * tile_bytes(cfg.value_bits),
+                         cfg.value_bits, [&](std::size_t row, std::size_t) {
+                           return last * kTileRows + row < dim;
+                         });
     }
-    // Values: tiles hold 16 channels (rows) x 16 tokens (columns).
-    for (std::size_t tt = 0; tt < tiles_for(nq); ++tt)
-      for (std::size_t tc = 0; tc < col_tiles; ++tc) {
-        if (tt + 1 < tiles_for(nq) && tc + 1 < col_tiles) continue;
-        zero = zero && padding_is_zero(h.value_codes.data() + (tt * col_tiles + tc) * value_tile,
-                                       cfg.value_bits, [&](std::size_t row, std::size_t col) {
-                                         return tc * kTileRows + row < dim &&
-                                                tt * kTileCols + col < nq;
-                                       });
-      }
     format_require(zero, [&] { return section + ": nonzero codes in tile padding"; });
   }
 };

@@ -111,37 +111,16 @@ inline void quantize_tile_weights(const float* w, std::size_t n, unsigned digits
   wscale = wmax / limit;
 }
 
-/// Tile row tr of key group g as stored: `rows` (16, or fewer for the group's last row) token
-/// rows whose 64-byte tile vectors are cut to 4 * rows bytes, so vector i of the row (column tile
-/// * bits / 2 + vector in the tile) starts at codes + i * 4 * rows. SIMD kernels load a short
-/// row's vectors with masked loads (lanes >= rows zero), which is the full row's content.
-struct KeyTileRow {
-  const std::uint8_t* codes;
-  std::size_t rows;
-};
-
-inline KeyTileRow key_tile_row(const QuantizedHeadView& v, std::size_t g, std::size_t tr) {
-  const KeyGroupTiles tiles = v.key_group_tiles(g);
-  return KeyTileRow{tiles.tile_row(v.key_group_codes(g), tr), tiles.rows_in(tr)};
-}
-
-/// The same row in the full form (64-byte vectors): the stored bytes for a row of 16, else the
-/// short row expanded into `scratch` (col_tiles * tile_bytes(key_bits) bytes), for kernels that
-/// have no masked loads.
-inline const std::uint8_t* full_key_tile_row(const QuantizedHeadView& v, std::size_t g,
-                                             std::size_t tr, std::uint8_t* scratch) {
-  const KeyTileRow row = key_tile_row(v, g, tr);
-  if (row.rows == kTileRows) return row.codes;
-  expand_tile_row(row.codes, row.rows, tiles_for(v.head_dim), v.key_bits, scratch);
-  return scratch;
-}
-
 /// Folds n scores into one head's running state: raises the maximum if needed (rescaling sum and
-/// acc), then replaces each score s_j by p_j = exp(s_j - max) and adds them to the sum.
+/// acc), then replaces each score s_j by p_j = exp(s_j - max) and adds them to the sum. Scores
+/// whose bit j is set in `skip` (full-precision tokens of the quantized block) get p_j = 0 and do
+/// not count towards the maximum.
 inline void softmax_fold(float& max, float& sum, float* acc, std::size_t head_dim, float* s,
-                         std::size_t n) {
+                         std::size_t n, std::uint16_t skip = 0) {
+  auto skipped = [&](std::size_t j) { return ((skip >> j) & 1u) != 0; };
   float tile_max = max;
-  for (std::size_t j = 0; j < n; ++j) tile_max = std::max(tile_max, s[j]);
+  for (std::size_t j = 0; j < n; ++j)
+    if (!skipped(j)) tile_max = std::max(tile_max, s[j]);
   if (tile_max > max) {
     const float c = std::exp(max - tile_max);  // 0 when the state was empty (max = -inf)
     sum *= c;
@@ -150,7 +129,7 @@ inline void softmax_fold(float& max, float& sum, float* acc, std::size_t head_di
   }
   float added = 0.0f;
   for (std::size_t j = 0; j < n; ++j) {
-    s[j] = std::exp(s[j] - max);
+    s[j] = skipped(j) ? 0.0f : std::exp(s[j] - max);
     added += s[j];
   }
   sum += added;

@@ -12,44 +12,42 @@
 namespace logquant {
 namespace kernels {
 
-/// The quantized block of one KV head. Quantized tokens are numbered 0 .. tokens-1 in demotion
-/// order ("dense index").
+/// The quantized block of one KV head (quant/quantized_block.hpp owns it and documents the layout):
+/// positions [0, tokens), tokens a multiple of key_group.
 ///
-/// Keys: key group i holds dense indices [group_first[i], group_first[i+1]); its codes are a
-/// KeyGroupTiles matrix (quant/tile_layout.hpp) with rows = the group's tokens and columns =
-/// channels (padded to 16), starting at byte group_first[i] * key_row_bytes() of key_codes (groups
-/// are stored back to back, the last tile row of each cut to its rows); key_meta[i * head_dim + c]
-/// is channel c's (scale, min) over the group.
+/// Keys: a TileMatrix (quant/tile_layout.hpp) with rows = positions and columns = channels (padded
+/// to 16): tile row r (positions [16 r, 16 r + 16)) starts at byte r * key_tile_row_bytes().
+/// Key group g is positions [g * key_group, (g + 1) * key_group); key_meta[g * head_dim + c] is
+/// channel c's (scale, min) over it.
 ///
-/// Values: one tile matrix with rows = dense index and columns = channels for addressing tiles,
-/// but inside each tile rows are channels and columns are tokens (so one 32-bit lane holds one
-/// channel of 16 tokens). value_meta[t * (head_dim / value_group) + g] is token t's group g.
+/// Values: one tile matrix with rows = positions and columns = channels for addressing tiles,
+/// but inside each tile rows are channels and columns are positions (so one 32-bit lane holds one
+/// channel of 16 positions). value_meta[t * (head_dim / value_group) + g] is position t's group g.
+///
+/// Overlay: bit j of full_precision[r] is set when position 16 r + j is a full-precision token:
+/// attention reads it from the FP block, so the quantized pass must give it no weight.
 struct QuantizedHeadView {
   const std::uint8_t* key_codes = nullptr;
   const GroupParams* key_meta = nullptr;
-  const std::uint32_t* group_first = nullptr;  // [groups + 1]
-  std::size_t groups = 0;
-
   const std::uint8_t* value_codes = nullptr;
   const GroupParams* value_meta = nullptr;
+  const std::uint16_t* full_precision = nullptr;  // [tokens / 16]
 
   std::size_t tokens = 0;
   std::size_t head_dim = 0;
+  std::size_t key_group = 16;
   std::size_t value_group = 0;
   unsigned key_bits = 2;
   unsigned value_bits = 2;
 
-  /// Bytes of one token row of key codes.
-  std::size_t key_row_bytes() const {
-    return KeyGroupTiles::row_bytes(key_bits, tiles_for(head_dim));
+  /// Bytes of one tile row of key codes (16 positions).
+  std::size_t key_tile_row_bytes() const { return tiles_for(head_dim) * tile_bytes(key_bits); }
+  /// Key tile row r (positions [16 r, 16 r + 16)).
+  const std::uint8_t* key_tile_row(std::size_t r) const {
+    return key_codes + r * key_tile_row_bytes();
   }
-  /// Key group g's codes and layout.
-  const std::uint8_t* key_group_codes(std::size_t g) const {
-    return key_codes + group_first[g] * key_row_bytes();
-  }
-  KeyGroupTiles key_group_tiles(std::size_t g) const {
-    return KeyGroupTiles{key_bits, tiles_for(head_dim), group_first[g + 1] - group_first[g]};
-  }
+  /// The FP positions of tile row r, bit j for position 16 r + j.
+  std::uint16_t skipped(std::size_t r) const { return full_precision[r]; }
 };
 
 /// The full-precision block of one KV head: `tokens` rows of head_dim floats each.

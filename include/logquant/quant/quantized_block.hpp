@@ -1,22 +1,24 @@
-// QuantizedBlock: the quantized block of every KV head of one layer (SPEC §2) in one Buffer, so
-// that a layer's megabytes of codes can sit on 2 MiB pages (buffer.hpp) instead of a dozen
-// separately allocated vectors per head, each too small for one.
+// QuantizedBlock: the stored format of the quantized tokens of one layer (SPEC §2), the one place
+// that knows it. Storage is addressed by position: the block holds positions [0, tokens()), a
+// whole number of aligned key groups of `key_group` positions (a multiple of 16), each quantized
+// exactly once when its last token arrived and never touched again.
 //
 // Per KV head, four regions, each sized for the block's capacity and 64-byte aligned:
-//   key codes    capacity_tokens * key_row_bytes         key groups back to back (KeyGroupTiles)
-//   key meta     capacity_groups * head_dim GroupParams  [group][channel]
-//   value codes  tiles_for(capacity_tokens) * value_row  token-tile rows (kernels/views.hpp)
-//   value meta   capacity_tokens * value_groups          [token][group]
-// and one group index shared by the heads (they all hold the same demoted tokens). Only the
-// used prefix of a region means anything; what append_group adds is zero-filled first (the value
-// quantizer ORs codes into the last tile row, and the serializer checks padding is zero).
+//   key codes    tokens / 16 key tile rows      TileMatrix rows = positions, columns = channels
+//                                               (padded to 16), tile_layout.hpp
+//   key meta     tokens / key_group * head_dim  [group][channel] fp16 (scale, min) over the group
+//   value codes  tokens / 16 value tile rows    tiles of 16 channels (rows) x 16 positions (columns)
+//   value meta   tokens * value_groups          [position][group] fp16 (scale, min)
+// and, shared by the heads, the overlay: one 16-bit mask per tile row, bit j set when position
+// 16 r + j is a full-precision token (the selector keeps it, or demoted it while its group was
+// open). Its codes are kept (they cost a few bits) and attention gives them no weight: it reads
+// the token from the FP block. All heads live in one Buffer, so a layer's megabytes of codes can
+// sit on 2 MiB pages (buffer.hpp) instead of a dozen separately allocated vectors per head.
 //
-// Capacity grows by half, not by doubling, when an append does not fit: on 2 MiB pages the
-// unused capacity between regions is resident memory, so the slack is kept to at most a third of
-// what is allocated. A copy allocates exactly what is used; copy-assignment reuses the target's
-// storage when it fits (like std::vector), so a cache reset to a copy of another (a server
-// restoring a shared prefix, the append benchmark resetting its layers) keeps the capacity it
-// grew to instead of paying a new allocation and a full copy at its next demotion.
+// Capacity grows by half, not by doubling, when a group does not fit: on 2 MiB pages the unused
+// capacity between regions is resident memory, so the slack is kept to at most a third of what is
+// allocated. A copy allocates exactly what is used; copy-assignment reuses the target's storage
+// when it fits (like std::vector), so a cache reset to a copy of another keeps its capacity.
 #pragma once
 
 #include <algorithm>
@@ -26,6 +28,8 @@
 #include <vector>
 
 #include "../buffer.hpp"
+#include "../kernels/kernel_table.hpp"
+#include "../kernels/views.hpp"
 #include "group_quantizer.hpp"
 #include "tile_layout.hpp"
 
@@ -34,32 +38,38 @@ namespace logquant {
 class QuantizedBlock {
  public:
   QuantizedBlock(std::size_t heads, std::size_t head_dim, unsigned key_bits, unsigned value_bits,
-                 std::size_t value_group)
+                 std::size_t key_group, std::size_t value_group)
       : heads_(heads),
         head_dim_(head_dim),
-        key_row_(KeyGroupTiles::row_bytes(key_bits, tiles_for(head_dim))),
-        value_row_(tiles_for(head_dim) * tile_bytes(value_bits)),
-        value_groups_(head_dim / value_group) {}
+        key_bits_(key_bits),
+        value_bits_(value_bits),
+        key_group_(key_group),
+        value_group_(value_group),
+        key_row_(tiles_for(head_dim) * tile_bytes(key_bits)),
+        value_row_(tiles_for(head_dim) * tile_bytes(value_bits)) {}
 
   QuantizedBlock(const QuantizedBlock& o)
       : heads_(o.heads_),
         head_dim_(o.head_dim_),
+        key_bits_(o.key_bits_),
+        value_bits_(o.value_bits_),
+        key_group_(o.key_group_),
+        value_group_(o.value_group_),
         key_row_(o.key_row_),
         value_row_(o.value_row_),
-        value_groups_(o.value_groups_),
-        group_first_(o.group_first_) {
-    reallocate_from(o, o.tokens(), o.groups());
+        tokens_(o.tokens_),
+        full_precision_(o.full_precision_) {
+    reallocate_from(o, o.tokens_);
   }
   QuantizedBlock& operator=(const QuantizedBlock& o) {
     if (this == &o) return *this;
     const bool same_layout = heads_ == o.heads_ && head_dim_ == o.head_dim_ &&
-                             key_row_ == o.key_row_ && value_row_ == o.value_row_ &&
-                             value_groups_ == o.value_groups_;
-    if (same_layout && buffer_.data() != nullptr && o.tokens() <= capacity_tokens_ &&
-        o.groups() <= capacity_groups_) {
-      // Bytes past the used prefixes may be stale: append_group zeroes what it adds.
+                             key_bits_ == o.key_bits_ && value_bits_ == o.value_bits_ &&
+                             key_group_ == o.key_group_ && value_group_ == o.value_group_;
+    if (same_layout && buffer_.data() != nullptr && o.tokens_ <= capacity_) {
       copy_used(o, buffer_.data(), stride_, key_meta_, value_codes_, value_meta_);
-      group_first_ = o.group_first_;
+      tokens_ = o.tokens_;
+      full_precision_ = o.full_precision_;
     } else {
       *this = QuantizedBlock(o);
     }
@@ -69,16 +79,19 @@ class QuantizedBlock {
   QuantizedBlock& operator=(QuantizedBlock&&) noexcept = default;
 
   std::size_t heads() const { return heads_; }
-  std::size_t tokens() const { return group_first_.back(); }
-  std::size_t groups() const { return group_first_.size() - 1; }
-  /// Key group g holds tokens [group_first()[g], group_first()[g + 1]); groups() + 1 entries.
-  const std::vector<std::uint32_t>& group_first() const { return group_first_; }
+  std::size_t key_group() const { return key_group_; }
+  /// Positions held: [0, tokens()), a multiple of key_group().
+  std::size_t tokens() const { return tokens_; }
+  std::size_t groups() const { return tokens_ / key_group_; }
+  std::size_t value_groups() const { return head_dim_ / value_group_; }
 
-  // Used sizes of each head's regions.
-  std::size_t key_code_bytes() const { return tokens() * key_row_; }
+  // Used sizes of each head's regions (what save() writes).
+  std::size_t key_code_bytes() const { return tokens_ / kTileRows * key_row_; }
   std::size_t key_meta_count() const { return groups() * head_dim_; }
-  std::size_t value_code_bytes() const { return tiles_for(tokens()) * value_row_; }
-  std::size_t value_meta_count() const { return tokens() * value_groups_; }
+  std::size_t value_code_bytes() const { return tokens_ / kTileCols * value_row_; }
+  std::size_t value_meta_count() const { return tokens_ * value_groups(); }
+  /// Bytes of the overlay masks.
+  std::size_t overlay_bytes() const { return full_precision_.size() * sizeof(std::uint16_t); }
 
   std::uint8_t* key_codes(std::size_t h) { return at(h, 0); }
   const std::uint8_t* key_codes(std::size_t h) const { return at(h, 0); }
@@ -95,40 +108,100 @@ class QuantizedBlock {
     return reinterpret_cast<const GroupParams*>(at(h, value_meta_));
   }
 
-  /// Appends one key group of `count` tokens to every head: its key codes and metadata and its
-  /// tokens' value metadata, and the value tile rows they enter, are zero afterwards, ready for
-  /// the quantizers. Grows the capacity (by half, at least to fit) when needed.
-  void append_group(std::size_t count) {
-    const std::size_t t0 = tokens(), t1 = t0 + count, g = groups();
-    if (t1 > capacity_tokens_ || g + 1 > capacity_groups_)
-      reallocate_from(*this, std::max({t1, capacity_tokens_ + capacity_tokens_ / 2, kMinTokens}),
-                      std::max({g + 1, capacity_groups_ + capacity_groups_ / 2, kMinGroups}));
+  /// Whether position p (< tokens()) is read from the FP block instead of its codes.
+  bool is_full_precision(std::size_t p) const {
+    return ((full_precision_[p / kTileCols] >> (p % kTileCols)) & 1u) != 0;
+  }
+  void set_full_precision(std::size_t p, bool fp) {
+    const auto bit = static_cast<std::uint16_t>(1u << (p % kTileCols));
+    std::uint16_t& mask = full_precision_[p / kTileCols];
+    mask = static_cast<std::uint16_t>(fp ? (mask | bit) : (mask & ~bit));
+  }
+
+  /// Quantizes the next key group, positions [tokens(), tokens() + key_group()), into every head:
+  /// rows_of(h) returns head h's key_group() rows of keys and of values ({keys, values}, rows of
+  /// head_dim floats back to back). Keys per channel over the group, values per position. Its
+  /// positions start outside the overlay. Grows the capacity (by half, at least to fit) when
+  /// needed.
+  template <class RowsOf>
+  void append_group(const kernels::KernelTable& kernels, RowsOf&& rows_of) {
+    const std::size_t t0 = tokens_, t1 = t0 + key_group_, g = groups();
+    if (t1 > capacity_)
+      reallocate_from(*this, std::max({t1, capacity_ + capacity_ / 2, kMinTokens}));
     for (std::size_t h = 0; h < heads_; ++h) {
-      std::memset(key_codes(h) + t0 * key_row_, 0, count * key_row_);
-      std::fill_n(key_meta(h) + g * head_dim_, head_dim_, GroupParams{});
-      const std::size_t v0 = tiles_for(t0) * value_row_, v1 = tiles_for(t1) * value_row_;
-      std::memset(value_codes(h) + v0, 0, v1 - v0);
-      std::fill_n(value_meta(h) + t0 * value_groups_, count * value_groups_, GroupParams{});
+      const auto rows = rows_of(h);
+      const float* keys = rows.first;
+      const float* values = rows.second;
+      // The quantizers OR codes into zeroed tile rows.
+      std::uint8_t* key_rows = key_codes(h) + t0 / kTileRows * key_row_;
+      std::uint8_t* value_rows = value_codes(h) + t0 / kTileCols * value_row_;
+      std::memset(key_rows, 0, key_group_ / kTileRows * key_row_);
+      std::memset(value_rows, 0, key_group_ / kTileCols * value_row_);
+      kernels.quantize_key_group(keys, key_group_, head_dim_, head_dim_, key_bits_,
+                                 key_meta(h) + g * head_dim_, key_rows);
+      for (std::size_t i = 0; i < key_group_; ++i)
+        kernels.quantize_value_token(values + i * head_dim_, head_dim_, value_group_, value_bits_,
+                                     i, value_meta(h) + (t0 + i) * value_groups(),
+                                     value_rows + i / kTileCols * value_row_);
     }
-    group_first_.push_back(static_cast<std::uint32_t>(t1));
+    full_precision_.resize(t1 / kTileCols, 0);
+    tokens_ = t1;
   }
 
-  /// Makes room for `tokens` tokens in `groups` key groups without reallocating (loading, and
-  /// KVCache::reserve: the sizes are known up front).
-  void reserve(std::size_t tokens, std::size_t groups) {
-    if (tokens > capacity_tokens_ || groups > capacity_groups_)
-      reallocate_from(*this, std::max(tokens, capacity_tokens_),
-                      std::max(groups, capacity_groups_));
-    group_first_.reserve(groups + 1);
+  /// Makes room for `tokens` positions without reallocating (loading, and KVCache::reserve).
+  void reserve(std::size_t tokens) {
+    if (tokens > capacity_) reallocate_from(*this, tokens);
+    full_precision_.reserve(tokens / kTileCols);
   }
 
-  /// Bytes allocated (capacity, rounded to whole pages): at least the used sizes summed.
-  std::size_t allocated_bytes() const { return buffer_.size(); }
-  std::size_t capacity_tokens() const { return capacity_tokens_; }
-  std::size_t capacity_groups() const { return capacity_groups_; }
+  /// Sets tokens() for a load that fills the regions itself (a multiple of key_group(); the
+  /// overlay starts empty).
+  void resize_for_load(std::size_t tokens) {
+    reserve(tokens);
+    tokens_ = tokens;
+    full_precision_.assign(tokens / kTileCols, 0);
+  }
+
+  /// Position p's key and value of head h as attention reads them from the codes.
+  void dequantize(std::size_t h, std::size_t p, float* key, float* value) const {
+    const TileMatrix keys{key_bits_, tiles_for(head_dim_)};
+    const std::size_t value_tile = tile_bytes(value_bits_);
+    const std::uint8_t* value_row = value_codes(h) + p / kTileCols * value_row_;
+    for (std::size_t c = 0; c < head_dim_; ++c) {
+      const GroupParams k = key_meta(h)[p / key_group_ * head_dim_ + c];
+      key[c] = k.min_f() + static_cast<float>(keys.get(key_codes(h), p, c)) * k.scale_f();
+      const GroupParams v = value_meta(h)[p * value_groups() + c / value_group_];
+      const std::uint8_t code = tile_get(value_row + c / kTileRows * value_tile, value_bits_,
+                                         c % kTileRows, p % kTileCols);
+      value[c] = v.min_f() + static_cast<float>(code) * v.scale_f();
+    }
+  }
+
+  /// Head h as kernels see it.
+  kernels::QuantizedHeadView view(std::size_t h) const {
+    kernels::QuantizedHeadView v;
+    v.key_codes = key_codes(h);
+    v.key_meta = key_meta(h);
+    v.value_codes = value_codes(h);
+    v.value_meta = value_meta(h);
+    v.full_precision = full_precision_.data();
+    v.tokens = tokens_;
+    v.head_dim = head_dim_;
+    v.key_group = key_group_;
+    v.value_group = value_group_;
+    v.key_bits = key_bits_;
+    v.value_bits = value_bits_;
+    return v;
+  }
+
+  /// Bytes allocated (capacity, rounded to whole pages), the overlay included.
+  std::size_t allocated_bytes() const {
+    return buffer_.size() + full_precision_.capacity() * sizeof(std::uint16_t);
+  }
+  std::size_t capacity() const { return capacity_; }
 
  private:
-  static constexpr std::size_t kMinTokens = 64, kMinGroups = 4;
+  static constexpr std::size_t kMinTokens = 64;
 
   static std::size_t round64(std::size_t n) { return (n + 63) / 64 * 64; }
 
@@ -154,12 +227,15 @@ class QuantizedBlock {
   }
 
   // Moves (or copies, from another block) the used prefix of every region of `from` into a new
-  // buffer sized for (tokens, groups); `from` may be *this.
-  void reallocate_from(const QuantizedBlock& from, std::size_t tokens, std::size_t groups) {
-    const std::size_t key_meta = round64(tokens * key_row_);
-    const std::size_t value_codes = key_meta + round64(groups * head_dim_ * sizeof(GroupParams));
-    const std::size_t value_meta = value_codes + round64(tiles_for(tokens) * value_row_);
-    const std::size_t stride = value_meta + round64(tokens * value_groups_ * sizeof(GroupParams));
+  // buffer with room for `tokens` positions; `from` may be *this. Capacities are whole key groups.
+  void reallocate_from(const QuantizedBlock& from, std::size_t tokens) {
+    tokens = (tokens + key_group_ - 1) / key_group_ * key_group_;
+    const std::size_t key_meta = round64(tokens / kTileRows * key_row_);
+    const std::size_t value_codes =
+        key_meta + round64(tokens / key_group_ * head_dim_ * sizeof(GroupParams));
+    const std::size_t value_meta = value_codes + round64(tokens / kTileCols * value_row_);
+    const std::size_t stride =
+        value_meta + round64(tokens * value_groups() * sizeof(GroupParams));
     Buffer buffer(heads_ * stride);
     if (from.buffer_.data() != nullptr)
       copy_used(from, buffer.data(), stride, key_meta, value_codes, value_meta);
@@ -168,15 +244,17 @@ class QuantizedBlock {
     key_meta_ = key_meta;
     value_codes_ = value_codes;
     value_meta_ = value_meta;
-    capacity_tokens_ = tokens;
-    capacity_groups_ = groups;
+    capacity_ = tokens;
   }
 
-  std::size_t heads_, head_dim_, key_row_, value_row_, value_groups_;
-  std::vector<std::uint32_t> group_first_{0};  // tokens() is its last entry
+  std::size_t heads_, head_dim_;
+  unsigned key_bits_, value_bits_;
+  std::size_t key_group_, value_group_, key_row_, value_row_;
+  std::size_t tokens_ = 0;
+  std::vector<std::uint16_t> full_precision_;  // the overlay, one mask per tile row
   Buffer buffer_;
   std::size_t stride_ = 0, key_meta_ = 0, value_codes_ = 0, value_meta_ = 0;  // region offsets
-  std::size_t capacity_tokens_ = 0, capacity_groups_ = 0;
+  std::size_t capacity_ = 0;                                                  // positions
 };
 
 }  // namespace logquant

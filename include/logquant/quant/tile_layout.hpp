@@ -14,15 +14,10 @@
 // instruction (VNNI vpdpbusd, NEON sdot). Keys are stored with rows = tokens and columns =
 // channels; values with rows = channels and columns = tokens.
 //
-// A cache stores each key group compactly (KeyGroupTiles): the group's last tile row, when it
-// holds r < 16 tokens, keeps only its r rows, so each of its vectors is 4r bytes instead of 64.
-// A group of n tokens then costs exactly n token rows: LogQuant's W = 42 groups no longer pay
-// 6 zero rows per 48 (12.5% of the key codes).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 
 namespace logquant {
 
@@ -42,14 +37,12 @@ struct CodeSlot {
   unsigned shift;
 };
 
-/// Where (row, col) lives in a tile of `rows` rows (16, or fewer for the compact last tile row of
-/// a key group): its vectors are 4 * rows bytes long.
-inline constexpr CodeSlot tile_slot(unsigned bits, std::size_t row, std::size_t col,
-                                    std::size_t rows = kTileRows) {
+/// Where (row, col) lives inside a tile.
+inline constexpr CodeSlot tile_slot(unsigned bits, std::size_t row, std::size_t col) {
   const std::size_t columns_per_vector = 32 / bits;
   const std::size_t vector = col / columns_per_vector;
   const std::size_t in_vector = col % columns_per_vector;
-  return CodeSlot{vector * 4 * rows + row * 4 + in_vector % 4,
+  return CodeSlot{vector * kTileVectorBytes + row * 4 + in_vector % 4,
                   static_cast<unsigned>((in_vector / 4) * bits)};
 }
 
@@ -60,10 +53,10 @@ inline void tile_put(std::uint8_t* tile, unsigned bits, std::size_t row, std::si
   tile[s.byte] = static_cast<std::uint8_t>(tile[s.byte] | (code << s.shift));
 }
 
-/// Reads one code from a tile of `rows` rows.
+/// Reads one code from a tile.
 inline std::uint8_t tile_get(const std::uint8_t* tile, unsigned bits, std::size_t row,
-                             std::size_t col, std::size_t rows = kTileRows) {
-  const CodeSlot s = tile_slot(bits, row, col, rows);
+                             std::size_t col) {
+  const CodeSlot s = tile_slot(bits, row, col);
   return static_cast<std::uint8_t>((tile[s.byte] >> s.shift) & ((1u << bits) - 1u));
 }
 
@@ -105,68 +98,6 @@ inline void unpack_codes(const std::uint8_t* packed, std::size_t rows, std::size
   const TileMatrix m{bits, tiles_for(cols)};
   for (std::size_t r = 0; r < rows; ++r)
     for (std::size_t c = 0; c < cols; ++c) codes[r * cols + c] = m.get(packed, r, c);
-}
-
-/// One key group of `tokens` rows as a cache stores it: TileMatrix's tile rows of 16 tokens, the
-/// last one cut to its tokens % 16 rows (when that is not 0) with 4-byte-per-row vectors. Every
-/// token row costs row_bytes(), so the group takes tokens * row_bytes() bytes and group g of a
-/// cache starts at byte group_first[g] * row_bytes().
-struct KeyGroupTiles {
-  unsigned bits;
-  std::size_t col_tiles;
-  std::size_t tokens;
-
-  /// Bytes per token row: col_tiles tiles of 16 columns at `bits` bits.
-  static constexpr std::size_t row_bytes(unsigned bits, std::size_t col_tiles) {
-    return col_tiles * kTileCols * bits / 8;
-  }
-  std::size_t bytes() const { return tokens * row_bytes(bits, col_tiles); }
-  /// Rows held by tile row tr: 16, or fewer for the last.
-  std::size_t rows_in(std::size_t tr) const {
-    return tokens - tr * kTileRows < kTileRows ? tokens - tr * kTileRows : kTileRows;
-  }
-  /// Tile row tr starts kTileRows * tr token rows in; its tiles are rows_in(tr) * 2 * bits bytes.
-  const std::uint8_t* tile_row(const std::uint8_t* base, std::size_t tr) const {
-    return base + tr * kTileRows * row_bytes(bits, col_tiles);
-  }
-  std::uint8_t* tile_row(std::uint8_t* base, std::size_t tr) const {
-    return base + tr * kTileRows * row_bytes(bits, col_tiles);
-  }
-  std::uint8_t get(const std::uint8_t* base, std::size_t row, std::size_t col) const {
-    const std::size_t tr = row / kTileRows, rows = rows_in(tr);
-    return tile_get(tile_row(base, tr) + (col / kTileCols) * rows * 2 * bits, bits,
-                    row % kTileRows, col % kTileCols, rows);
-  }
-};
-
-/// Copies one tile row of r <= 16 rows from its stored form (vectors of 4r bytes) into the full
-/// form kernels read (vectors of 64 bytes, rows r..15 zero): out has col_tiles * tile_bytes(bits)
-/// bytes. For r = 16 the two forms are the same bytes.
-inline void expand_tile_row(const std::uint8_t* stored, std::size_t rows, std::size_t col_tiles,
-                            unsigned bits, std::uint8_t* out) {
-  const std::size_t vectors = col_tiles * bits / 2;
-  for (std::size_t v = 0; v < vectors; ++v) {
-    std::memcpy(out + v * kTileVectorBytes, stored + v * 4 * rows, 4 * rows);
-    std::memset(out + v * kTileVectorBytes + 4 * rows, 0, kTileVectorBytes - 4 * rows);
-  }
-}
-
-/// The inverse for the bytes that matter: stores the first r rows of a full tile row.
-inline void compact_tile_row(const std::uint8_t* full, std::size_t rows, std::size_t col_tiles,
-                             unsigned bits, std::uint8_t* stored) {
-  const std::size_t vectors = col_tiles * bits / 2;
-  for (std::size_t v = 0; v < vectors; ++v)
-    std::memcpy(stored + v * 4 * rows, full + v * kTileVectorBytes, 4 * rows);
-}
-
-/// Converts a key group written in TileMatrix form (tiles_for(tokens) full tile rows, as the
-/// quantize_key_group kernels write it) into its KeyGroupTiles form at `out` (bytes() bytes).
-inline void compact_key_group(const std::uint8_t* padded, std::size_t tokens, std::size_t col_tiles,
-                              unsigned bits, std::uint8_t* out) {
-  const KeyGroupTiles g{bits, col_tiles, tokens};
-  const std::size_t full_row = col_tiles * tile_bytes(bits);
-  for (std::size_t tr = 0; tr < tiles_for(tokens); ++tr)
-    compact_tile_row(padded + tr * full_row, g.rows_in(tr), col_tiles, bits, g.tile_row(out, tr));
 }
 
 }  // namespace logquant

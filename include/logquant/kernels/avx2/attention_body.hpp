@@ -196,26 +196,17 @@ LOGQUANT_AVX2_BODY_TARGET inline void prepare_keys(const float* q, std::size_t h
   }
 }
 
-/// Half `half` (rows 0-7 or 8-15) of vector i of a stored key tile row: a plain load for a row
-/// of 16, a masked one (missing rows read as 0, nothing past them is touched) for a group's short
-/// last row, whose vectors are 4 * rows bytes.
-LOGQUANT_AVX2_BODY_INLINE __m256i load_key_half(const kernels::KeyTileRow& row, std::size_t i,
-                                           int half, __m256i mask) {
-  const std::uint8_t* p = row.codes + i * 4 * row.rows + half * 32;
-  if (row.rows == kTileRows) return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-  return _mm256_maskload_epi32(reinterpret_cast<const int*>(p), mask);
+/// Half `half` (rows 0-7 or 8-15) of vector i of a key tile row.
+LOGQUANT_AVX2_BODY_INLINE __m256i load_key_half(const std::uint8_t* row, std::size_t i, int half) {
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + i * kTileVectorBytes + half * 32));
 }
 
 /// Scores of one key tile row (16 tokens: two halves of 8) for NH heads. Each broadcast query
 /// operand serves both halves.
 template <unsigned Bits, int NH>
-LOGQUANT_AVX2_BODY_INLINE void key_row(const kernels::KeyTileRow& row, std::size_t col_tiles,
+LOGQUANT_AVX2_BODY_INLINE void key_row(const std::uint8_t* row, std::size_t col_tiles,
                                   const AttendScratch& s, std::size_t padded, float* out) {
   constexpr unsigned kDigits = kernels::operand_digits(Bits);
-  const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  const int rows = static_cast<int>(row.rows);
-  const __m256i mask[2] = {_mm256_cmpgt_epi32(_mm256_set1_epi32(rows), lanes),
-                           _mm256_cmpgt_epi32(_mm256_set1_epi32(rows - 8), lanes)};
   const std::int8_t* hi = s.q_hi.data();
   const std::int8_t* lo = s.q_lo.data();
   __m256i acc_hi[2][NH], acc_lo[2][NH];
@@ -228,8 +219,8 @@ LOGQUANT_AVX2_BODY_INLINE void key_row(const kernels::KeyTileRow& row, std::size
     LOGQUANT_UNROLL
     for (int h = 0; h < NH; ++h) a16[0][h] = a16[1][h] = _mm256_setzero_si256();
     for (std::size_t ct = 0; ct < col_tiles; ++ct) {
-      const __m256i x0 = load_key_half(row, ct, 0, mask[0]);
-      const __m256i x1 = load_key_half(row, ct, 1, mask[1]);
+      const __m256i x0 = load_key_half(row, ct, 0);
+      const __m256i x1 = load_key_half(row, ct, 1);
       LOGQUANT_UNROLL
       for (unsigned k = 0; k < 4; ++k) {
         __m256i qh[NH];
@@ -261,7 +252,7 @@ LOGQUANT_AVX2_BODY_INLINE void key_row(const kernels::KeyTileRow& row, std::size
       for (unsigned v = 0; v < Bits / 2; ++v) {
         LOGQUANT_UNROLL
         for (int half = 0; half < 2; ++half) {
-          const __m256i x = load_key_half(row, ct * (Bits / 2) + v, half, mask[half]);
+          const __m256i x = load_key_half(row, ct * (Bits / 2) + v, half);
           const __m256i u0 = code_plane<Bits, 0>(x), u1 = code_plane<Bits, 1>(x);
           LOGQUANT_UNROLL
           for (int h = 0; h < NH; ++h) {
@@ -306,8 +297,9 @@ LOGQUANT_AVX2_BODY_TARGET void key_group_scores(const kernels::QuantizedHeadView
   const std::size_t dim = v.head_dim, col_tiles = tiles_for(dim), padded = col_tiles * kTileCols;
   if (prepare) prepare_keys<kDigits, NH>(q, dim, padded, v.key_meta + g * dim, s);
   float* o = s.scores.data() + static_cast<std::ptrdiff_t>(kScorePad) + out;
+  const std::size_t first_row = g * v.key_group / kTileRows;
   for (std::size_t r = r0; r < r1; r += kTileRows)
-    key_row<Bits, NH>(kernels::key_tile_row(v, g, r / kTileRows), col_tiles, s, padded, o + r);
+    key_row<Bits, NH>(v.key_tile_row(first_row + r / kTileRows), col_tiles, s, padded, o + r);
 }
 
 /// The value metadata of one tile's n tokens, [token][group] dwords, as float vectors per group:
@@ -439,10 +431,16 @@ LOGQUANT_AVX2_BODY_TARGET void value_chunk(const kernels::QuantizedHeadView& v, 
   const auto* whi = reinterpret_cast<const std::int8_t*>(s.w_hi.data());
   const auto* wlo = reinterpret_cast<const std::int8_t*>(s.w_lo.data());
   const __m256 neg_inf = _mm256_set1_ps(-HUGE_VALF);
+  const __m256i lane_bits = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
   for (std::size_t t0 = c0; t0 < c1; t0 += kTileCols) {
     const std::size_t n = std::min(kTileCols, c1 - t0);
-    const __m256 valid0 = _mm256_castsi256_ps(tail_mask(n));
-    const __m256 valid1 = _mm256_castsi256_ps(tail_mask(n > 8 ? n - 8 : 0));
+    // Lanes weighed: the tile's tokens less the FP overlay; a tile all overlay adds nothing.
+    const unsigned kept = (n == kTileCols ? 0xffffu : (1u << n) - 1u) & ~v.skipped(t0 / kTileCols);
+    if (kept == 0) continue;
+    const __m256i kept0 = _mm256_and_si256(_mm256_set1_epi32(static_cast<int>(kept & 0xffu)), lane_bits);
+    const __m256i kept1 = _mm256_and_si256(_mm256_set1_epi32(static_cast<int>(kept >> 8)), lane_bits);
+    const __m256 valid0 = _mm256_castsi256_ps(_mm256_cmpeq_epi32(kept0, lane_bits));
+    const __m256 valid1 = _mm256_castsi256_ps(_mm256_cmpeq_epi32(kept1, lane_bits));
     load_value_meta(v.value_meta + t0 * groups, groups, n, s.vscale.data(), s.vmin.data());
     __m256 p0[NH], p1[NH];
     LOGQUANT_UNROLL
@@ -557,15 +555,12 @@ LOGQUANT_AVX2_BODY_TARGET inline void attend_quantized_block(const kernels::Quan
     default: value_pass = value_chunk_fn<8>(heads); break;
   }
 
-  std::size_t group = static_cast<std::size_t>(
-      std::upper_bound(v.group_first, v.group_first + v.groups + 1, begin) - v.group_first - 1);
-  std::size_t prepared = v.groups;  // none yet
+  std::size_t prepared = ~std::size_t{0};  // no group yet
   for (std::size_t c0 = begin; c0 < end; c0 += kChunk) {
     const std::size_t c1 = std::min(end, c0 + kChunk);
-    // Key pass (see avx512/attention.hpp for why overhanging rows are harmless).
-    while (c0 >= v.group_first[group + 1]) ++group;
-    for (std::size_t g = group; g < v.groups && v.group_first[g] < c1; ++g) {
-      const std::size_t first = v.group_first[g], next = v.group_first[g + 1];
+    // Key pass: every key tile row with a token in [c0, c1).
+    for (std::size_t g = c0 / v.key_group; g * v.key_group < c1; ++g) {
+      const std::size_t first = g * v.key_group, next = first + v.key_group;
       const std::size_t r0 = (std::max(c0, first) - first) / kTileRows * kTileRows;
       key_group(v, q, g, prepared != g, r0, std::min(c1, next) - first,
                 static_cast<std::ptrdiff_t>(first) - static_cast<std::ptrdiff_t>(c0), s);

@@ -9,9 +9,8 @@
 // with a broadcast memory operand issued at about half the rate of the register form.
 //
 // The quantized range is processed in chunks of kChunk tokens: the key pass writes the scores of
-// every head into a small buffer (key groups need not start on a 16-token boundary, so one value
-// tile may draw on two key tile rows; a group's short last row is read with masked loads), then
-// the value pass: the chunk's softmax maximum, every tile's int8 weights, and the weighted code
+// every head into a small buffer, then the value pass (which gives the FP overlay's lanes no
+// weight): the chunk's softmax maximum, every tile's int8 weights, and the weighted code
 // sums channel tile by channel tile with the heads' float accumulators in registers across the
 // chunk (acc is loaded and stored once per chunk, not once per tile). Per-group query
 // preparation is done for all heads at once and the weight quantization for all heads of
@@ -197,7 +196,7 @@ LOGQUANT_TARGET_AVX512 inline void prepare_keys(const float* q, std::size_t head
 /// are broadcast once and used against all R rows: vpdpbusd with a broadcast operand issues
 /// about half as fast as with register operands (measured on Ice Lake), so rows share them.
 template <unsigned Bits, int NH, int R>
-LOGQUANT_AVX512_INLINE void key_rows(const kernels::KeyTileRow* rows, std::size_t col_tiles,
+LOGQUANT_AVX512_INLINE void key_rows(const std::uint8_t* const* rows, std::size_t col_tiles,
                                      const AttendScratch& s, std::size_t padded, float* out) {
   constexpr unsigned kDigits = kernels::operand_digits(Bits);
   constexpr unsigned kPlanes = 8 / Bits;
@@ -209,22 +208,13 @@ LOGQUANT_AVX512_INLINE void key_rows(const kernels::KeyTileRow* rows, std::size_
     LOGQUANT_UNROLL
     for (int h = 0; h < NH; ++h) acc_hi[r][h] = acc_lo[r][h] = _mm512_setzero_si512();
   }
-  // A short row (a group's last) holds rows[r].rows rows: 4 bytes each per vector, masked loads.
-  __mmask16 mask[R];
-  std::size_t stride[R];
-  LOGQUANT_UNROLL
-  for (int r = 0; r < R; ++r) {
-    mask[r] = tail_mask(rows[r].rows);
-    stride[r] = 4 * rows[r].rows;
-  }
   for (std::size_t ct = 0; ct < col_tiles; ++ct) {
     LOGQUANT_UNROLL
     for (unsigned v = 0; v < Bits / 2; ++v) {
       __m512i x[R];
       LOGQUANT_UNROLL
       for (int r = 0; r < R; ++r)
-        x[r] = _mm512_maskz_loadu_epi32(
-            mask[r], rows[r].codes + (ct * (Bits / 2) + v) * stride[r]);
+        x[r] = _mm512_loadu_si512(rows[r] + (ct * (Bits / 2) + v) * kTileVectorBytes);
       LOGQUANT_UNROLL
       for (unsigned k = 0; k < kPlanes; ++k) {
         const std::size_t o = ct * kTileCols + (v * kPlanes + k) * 4;
@@ -268,7 +258,7 @@ LOGQUANT_TARGET_AVX512 void key_group_scores(const kernels::QuantizedHeadView& v
   if (prepare) {
     // The metadata of the group after next (dim * 4 bytes, ~1 us of work ahead): its load here
     // was 8% of this function's samples at 16K cold; ~2% faster (fastest of 600 calls).
-    if (g + 2 < v.groups) {
+    if ((g + 2) * v.key_group < v.tokens) {
       const char* next = reinterpret_cast<const char*>(v.key_meta + (g + 2) * dim);
       for (std::size_t b = 0; b < dim * sizeof(GroupParams); b += 64)
         _mm_prefetch(next + b, _MM_HINT_T0);
@@ -276,17 +266,17 @@ LOGQUANT_TARGET_AVX512 void key_group_scores(const kernels::QuantizedHeadView& v
     prepare_keys<kDigits, NH>(q, dim, padded, v.key_meta + g * dim, s);
   }
   float* o = s.scores.data() + static_cast<std::ptrdiff_t>(kScorePad) + out;
-  // Tile rows in batches of kRows, a group's short last row among them (key_rows masks it).
-  const std::size_t tr1 = tiles_for(r1);
+  // Tile rows in batches of kRows.
+  const std::size_t tr1 = tiles_for(r1), first_row = g * v.key_group / kTileRows;
   for (std::size_t tr = r0 / kTileRows; tr < tr1; tr += kRows) {
     const std::size_t n = std::min<std::size_t>(kRows, tr1 - tr);
-    kernels::KeyTileRow rows[kRows];
-    for (std::size_t i = 0; i < n; ++i) rows[i] = kernels::key_tile_row(v, g, tr + i);
-    // The key codes 4 KB ahead of these rows (key groups lie back to back): the hardware
-    // prefetchers stop at page boundaries, every 128 tokens here. 16K cold: ~12% faster.
-    const std::size_t from = static_cast<std::size_t>(rows[0].codes - v.key_codes) + 4096;
-    const std::size_t to = std::min(from + n * kTileRows * v.key_row_bytes(),
-                                    v.tokens * v.key_row_bytes());
+    const std::uint8_t* rows[kRows];
+    for (std::size_t i = 0; i < n; ++i) rows[i] = v.key_tile_row(first_row + tr + i);
+    // The key codes 4 KB ahead of these rows: the hardware prefetchers stop at page boundaries,
+    // every 128 tokens here. 16K cold: ~12% faster.
+    const std::size_t from = static_cast<std::size_t>(rows[0] - v.key_codes) + 4096;
+    const std::size_t to = std::min(from + n * v.key_tile_row_bytes(),
+                                    v.tokens / kTileRows * v.key_tile_row_bytes());
     for (std::size_t b = from; b < to; b += 64)
       _mm_prefetch(reinterpret_cast<const char*>(v.key_codes + b), _MM_HINT_T0);
     float* out_rows = o + tr * kTileRows;
@@ -415,6 +405,11 @@ LOGQUANT_AVX512_INLINE void value_tile_sums(const std::uint8_t* codes, std::size
       _mm512_mask_storeu_ps(acc + h * dim + c + k * kTileRows, m[k], a[k][h]);
 }
 
+/// The lanes of tile row r that the quantized pass weighs: all but the FP overlay.
+LOGQUANT_AVX512_INLINE __mmask16 kept(const kernels::QuantizedHeadView& v, std::size_t r) {
+  return static_cast<__mmask16>(~v.skipped(r));
+}
+
 /// Tiles whose int8 weights tile_weights computes together for NH (<= kHeadBlock = 8) heads: as
 /// many as fill the 8 lanes of one transposing maximum tree and one division.
 template <int NH>
@@ -459,7 +454,7 @@ LOGQUANT_AVX512_INLINE void tile_weights(const kernels::QuantizedHeadView& v, st
   LOGQUANT_UNROLL
   for (int k = 0; k < T; ++k) {
     const std::size_t n = k == T - 1 ? n_last : kTileCols;
-    const __mmask16 valid = tail_mask(n);
+    const __mmask16 valid = tail_mask(n) & kept(v, t0 / kTileCols + k);
     load_value_meta(v.value_meta + (t0 + k * kTileCols) * groups, groups, n,
                     &s.vscale[k * groups * 16], &s.vmin[k * groups * 16]);
     LOGQUANT_UNROLL
@@ -548,7 +543,7 @@ LOGQUANT_TARGET_AVX512 void value_chunk(const kernels::QuantizedHeadView& v, std
   for (int h = 0; h < NH; ++h) {
     __m512 m = neg_inf;
     for (std::size_t t = 0; t < tiles; ++t)
-      m = _mm512_max_ps(m, _mm512_mask_loadu_ps(neg_inf, tail_mask(c1 - c0 - t * kTileCols),
+      m = _mm512_max_ps(m, _mm512_mask_loadu_ps(neg_inf, kept(v, c0 / kTileCols + t),
                                                 scores + h * kScoreStride + t * kTileCols));
     const float chunk_max = reduce_max(m);
     if (chunk_max > s.max[h]) {
@@ -657,17 +652,12 @@ LOGQUANT_TARGET_AVX512 inline void attend_quantized_block(const kernels::Quantiz
     default: value_pass = value_chunk_fn<8>(heads); break;
   }
 
-  std::size_t group = static_cast<std::size_t>(
-      std::upper_bound(v.group_first, v.group_first + v.groups + 1, begin) - v.group_first - 1);
-  std::size_t prepared = v.groups;  // none yet
+  std::size_t prepared = ~std::size_t{0};  // no group yet
   for (std::size_t c0 = begin; c0 < end; c0 += kChunk) {
     const std::size_t c1 = std::min(end, c0 + kChunk);
     // Key pass: every key tile row with a token in [c0, c1), scores to scores[h][t - c0 + pad].
-    // Rows overhanging the chunk or their group land in the pads or are overwritten later by
-    // their own group (groups and rows go in increasing token order).
-    while (c0 >= v.group_first[group + 1]) ++group;
-    for (std::size_t g = group; g < v.groups && v.group_first[g] < c1; ++g) {
-      const std::size_t first = v.group_first[g], next = v.group_first[g + 1];
+    for (std::size_t g = c0 / v.key_group; g * v.key_group < c1; ++g) {
+      const std::size_t first = g * v.key_group, next = first + v.key_group;
       const std::size_t r0 = (std::max(c0, first) - first) / kTileRows * kTileRows;
       key_group(v, q, g, prepared != g, r0, std::min(c1, next) - first,
                 static_cast<std::ptrdiff_t>(first) - static_cast<std::ptrdiff_t>(c0), s);

@@ -40,7 +40,6 @@ struct QuantizedScratch {
   std::vector<float> wscale, min_sum;        // [heads]
   std::vector<std::int32_t> w_sum_hi, w_sum_lo;  // [heads] 128 Σ digits (8-bit values)
   std::vector<int32x4_t> dot_hi, dot_lo;     // [heads] one register block's integer dots
-  std::vector<std::uint8_t> key_tail;        // a key group's short last tile row, expanded
 
   void resize(std::size_t heads, std::size_t padded, std::size_t groups) {
     q_hi.resize(heads * padded);
@@ -278,15 +277,12 @@ inline void attend_quantized(const kernels::QuantizedHeadView& v, const float* q
   if (begin >= end) return;
   const std::size_t dim = v.head_dim, heads = st.heads;
   const std::size_t col_tiles = tiles_for(dim), padded = col_tiles * kTileCols;
-  const std::size_t key_tile = tile_bytes(v.key_bits), value_tile = tile_bytes(v.value_bits);
+  const std::size_t value_tile = tile_bytes(v.value_bits);
   const std::size_t value_groups = dim / v.value_group;
   QuantizedScratch& s = quantized_scratch();
   s.resize(heads, padded, value_groups);
-  s.key_tail.resize(col_tiles * key_tile);
 
-  std::size_t group = static_cast<std::size_t>(
-      std::upper_bound(v.group_first, v.group_first + v.groups + 1, begin) - v.group_first - 1);
-  auto prepare = [&] {
+  auto prepare = [&](std::size_t group) {
     kernels::with_bits(v.key_bits, [&](auto b) {
       constexpr unsigned kDigits = kernels::operand_digits(decltype(b)::value);
       for (std::size_t h = 0; h < heads; ++h)
@@ -295,33 +291,22 @@ inline void attend_quantized(const kernels::QuantizedHeadView& v, const float* q
                                    s.bias[h], s.q_sum_hi[h], s.q_sum_lo[h]);
     });
   };
-  prepare();
-
-  for (std::size_t tile0 = begin - begin % kTileCols; tile0 < end; tile0 += kTileCols) {
-    const std::size_t t0 = std::max(begin, tile0), t1 = std::min(end, tile0 + kTileCols);
+  for (std::size_t tile0 = begin; tile0 < end; tile0 += kTileCols) {
+    if (tile0 == begin || tile0 % v.key_group == 0) prepare(tile0 / v.key_group);
+    // A tile all FP overlay adds nothing (and would leave an empty state's maximum at -inf).
+    const std::uint16_t skip = v.skipped(tile0 / kTileCols);
+    if (skip == 0xffffu) continue;
+    const std::size_t t0 = tile0, t1 = tile0 + kTileCols;
     std::fill(s.scores.begin(), s.scores.end(), -std::numeric_limits<float>::infinity());
-
-    // Scores by tile column, one run of tokens per key group, split where its tile rows change.
-    for (std::size_t t = t0; t < t1;) {
-      while (t >= v.group_first[group + 1]) {
-        ++group;
-        prepare();
-      }
-      const std::size_t first = v.group_first[group];
-      const std::size_t run_end = std::min<std::size_t>(t1, v.group_first[group + 1]);
-      for (std::size_t r = t - first; r < run_end - first;) {
-        const std::size_t tile_row = r / kTileRows;
-        const std::size_t r_end = std::min(run_end - first, (tile_row + 1) * kTileRows);
-        const std::uint8_t* codes = kernels::full_key_tile_row(v, group, tile_row, s.key_tail.data());
-        kernels::with_bits(v.key_bits, [&](auto b) {
-          key_scores<Dot, decltype(b)::value>(codes, col_tiles, padded, r % kTileRows,
-                                              r_end - tile_row * kTileRows, first + r - tile0,
-                                              heads, s);
-        });
-        r = r_end;
-      }
-      t = run_end;
-    }
+    kernels::with_bits(v.key_bits, [&](auto b) {
+      key_scores<Dot, decltype(b)::value>(v.key_tile_row(tile0 / kTileRows), col_tiles, padded, 0,
+                                          kTileRows, 0, heads, s);
+    });
+    // The overlay's lanes weigh nothing: exp(-inf - max) = 0.
+    for (std::size_t j = 0; j < kTileCols; ++j)
+      if ((skip >> j) & 1u)
+        for (std::size_t h = 0; h < heads; ++h)
+          s.scores[h * kTileCols + j] = -std::numeric_limits<float>::infinity();
 
     // Softmax numerators, then per value group the int8 weights and the weighted code sums.
     for (std::size_t h = 0; h < heads; ++h)

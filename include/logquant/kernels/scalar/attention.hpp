@@ -16,9 +16,10 @@
 namespace logquant {
 namespace scalar {
 
-/// Attention of st.heads pre-scaled queries q [heads][head_dim] over quantized dense indices
-/// [begin, end), folded into st. begin and end must be multiples of 16 or equal to v.tokens, so a
-/// value tile is never split (its int8 weights are quantized over the whole tile).
+/// Attention of st.heads pre-scaled queries q [heads][head_dim] over the quantized block's
+/// positions [begin, end), folded into st; positions marked full precision get no weight. begin
+/// and end must be multiples of 16, so a value tile is never split (its int8 weights are quantized
+/// over the whole tile).
 inline void attend_quantized(const kernels::QuantizedHeadView& v, const float* q, std::size_t begin,
                              std::size_t end, kernels::StateView st) {
   if (begin >= end) return;
@@ -26,6 +27,7 @@ inline void attend_quantized(const kernels::QuantizedHeadView& v, const float* q
   const std::size_t col_tiles = tiles_for(dim), padded = col_tiles * kTileCols;
   const std::size_t value_tile = tile_bytes(v.value_bits);
   const std::size_t value_groups = dim / v.value_group;
+  const TileMatrix keys{v.key_bits, col_tiles};
 
   const unsigned key_digits = kernels::operand_digits(v.key_bits);
   const unsigned value_digits = kernels::operand_digits(v.value_bits);
@@ -40,60 +42,49 @@ inline void attend_quantized(const kernels::QuantizedHeadView& v, const float* q
   float w[kTileCols];
   std::int8_t w_hi[kTileCols], w_lo[kTileCols];
 
-  std::size_t group = static_cast<std::size_t>(
-      std::upper_bound(v.group_first, v.group_first + v.groups + 1, begin) - v.group_first - 1);
-  auto prepare = [&] {
-    for (std::size_t h = 0; h < heads; ++h)
-      kernels::prepare_key_query(q + h * dim, dim, padded, v.key_meta + group * dim, key_digits,
-                                 &q_hi[h * padded], &q_lo[h * padded], qscale[h], bias[h]);
-  };
-  prepare();
+  for (std::size_t t0 = begin; t0 < end; t0 += kTileCols) {
+    // A new key group: the int8 query of every head for its per-channel metadata.
+    if (t0 == begin || t0 % v.key_group == 0) {
+      const GroupParams* meta = v.key_meta + (t0 / v.key_group) * dim;
+      for (std::size_t h = 0; h < heads; ++h)
+        kernels::prepare_key_query(q + h * dim, dim, padded, meta, key_digits, &q_hi[h * padded],
+                                   &q_lo[h * padded], qscale[h], bias[h]);
+    }
 
-  for (std::size_t tile0 = begin - begin % kTileCols; tile0 < end; tile0 += kTileCols) {
-    const std::size_t t0 = std::max(begin, tile0), t1 = std::min(end, tile0 + kTileCols);
-    const std::size_t n = t1 - t0;
-
-    // Scores: qscale * (Σ_c hi_c code_c, Σ_c lo_c code_c combined) + bias for every token.
-    for (std::size_t t = t0; t < t1; ++t) {
-      while (t >= v.group_first[group + 1]) {
-        ++group;
-        prepare();
-      }
-      const KeyGroupTiles keys = v.key_group_tiles(group);
-      const std::uint8_t* codes = v.key_group_codes(group);
-      const std::size_t row = t - v.group_first[group];
+    // Scores: qscale * (Σ_c hi_c code_c, Σ_c lo_c code_c combined) + bias for every position.
+    for (std::size_t j = 0; j < kTileCols; ++j)
       for (std::size_t h = 0; h < heads; ++h) {
         std::int32_t hi = 0, lo = 0;
         for (std::size_t c = 0; c < dim; ++c) {
-          const int code = keys.get(codes, row, c);
+          const int code = keys.get(v.key_codes, t0 + j, c);
           hi += q_hi[h * padded + c] * code;
           lo += q_lo[h * padded + c] * code;
         }
-        scores[h * kTileCols + (t - t0)] =
+        scores[h * kTileCols + j] =
             qscale[h] * kernels::combine_digits(hi, lo, key_digits) + bias[h];
       }
-    }
 
     // Values: acc_c += wscale * (Σ_j W_j code_jc in digits) + Σ_j p_j min_j for every channel.
-    const std::uint8_t* value_row = v.value_codes + (tile0 / kTileCols) * col_tiles * value_tile;
+    const std::uint16_t skip = v.skipped(t0 / kTileCols);
+    const std::uint8_t* value_row = v.value_codes + (t0 / kTileCols) * col_tiles * value_tile;
     for (std::size_t h = 0; h < heads; ++h) {
       float* p = &scores[h * kTileCols];
       float* acc = st.acc + h * dim;
-      kernels::softmax_fold(st.max[h], st.sum[h], acc, dim, p, n);
+      kernels::softmax_fold(st.max[h], st.sum[h], acc, dim, p, kTileCols, skip);
       for (std::size_t g = 0; g < value_groups; ++g) {
         float min_sum = 0.0f;
-        for (std::size_t j = 0; j < n; ++j) {
+        for (std::size_t j = 0; j < kTileCols; ++j) {
           const GroupParams m = v.value_meta[(t0 + j) * value_groups + g];
           w[j] = p[j] * m.scale_f();
           min_sum += p[j] * m.min_f();
         }
         float wscale;
-        kernels::quantize_tile_weights(w, n, value_digits, w_hi, w_lo, wscale);
+        kernels::quantize_tile_weights(w, kTileCols, value_digits, w_hi, w_lo, wscale);
         for (std::size_t c = g * v.value_group; c < (g + 1) * v.value_group; ++c) {
           std::int32_t hi = 0, lo = 0;
-          for (std::size_t j = 0; j < n; ++j) {
+          for (std::size_t j = 0; j < kTileCols; ++j) {
             const int code = tile_get(value_row + (c / kTileRows) * value_tile, v.value_bits,
-                                      c % kTileRows, (t0 + j) % kTileCols);
+                                      c % kTileRows, j);
             hi += w_hi[j] * code;
             lo += w_lo[j] * code;
           }
