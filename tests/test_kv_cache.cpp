@@ -411,7 +411,7 @@ TEST(KVCache, MergedPartialStatesEqualWhole) {
   EXPECT_THROW(cache.attend_partial(q.data(), 6, 0.125f, 0, slots + 1, s), InvalidArgument);
   // A boundary inside the quantized block must be a multiple of 16, the end as much as the begin
   // (a value tile's int8 weights are quantized over the whole tile); inside the FP block any is.
-  ASSERT_TRUE(nq > 48 && nq % 64 == 0) << nq;  // whole key groups of 64
+  ASSERT_TRUE(nq > 48 && nq % 32 == 0) << nq;  // whole key groups of 32
   for (std::size_t end : {std::size_t{17}, std::size_t{40}, nq - 1}) {
     try {
       cache.attend_partial(q.data(), 6, 0.125f, 0, end, s);
@@ -431,7 +431,9 @@ TEST(KVCache, MemoryMatchesDocumentedFormula) {
   const Data d = make_data(n, kv, dim, 21);
   const auto cache = filled(cfg, LogSelector(W), d, n);
   const std::size_t nb = cache.quantized_block_size(), nf = cache.full_precision_size();
-  ASSERT_EQ(nb, 992u);  // every complete group of 32
+  // Complete groups up to the last with a quantized token: 992 positions are complete, and the
+  // last group, 960 .. 991, lies in LogQuant's dense window.
+  ASSERT_EQ(nb, 960u);
   ASSERT_EQ(cache.quantized_size() + nf, n);
   const std::size_t groups = nb / 32;
   const std::size_t value_group = 64;  // the default for head_dim 64
@@ -448,6 +450,10 @@ TEST(KVCache, MemoryMatchesDocumentedFormula) {
   // 2 bits + per-channel key metadata (32 bits per 32 tokens) and per-token value metadata (32
   // bits per 64 channels): (2 + 1 + 2 + 0.5) / 2 = 2.75, exactly: no padding.
   EXPECT_DOUBLE_EQ(r.quantized_bits_per_value(), 2.75);
+  // A cache that keeps everything stores no codes: fp32 rows and their positions only.
+  const auto full = filled(cfg, FullSelector(), d, n);
+  EXPECT_EQ(full.quantized_block_size(), 0u);
+  EXPECT_EQ(full.memory_bytes(), n * kv * dim * 8 + 8 * n);
 }
 
 // LogQuant's error on a realistic cache is well below plain 2-bit with no FP tokens (every token
@@ -646,7 +652,12 @@ TEST(KVCache, FullPrecisionSetIsSelectorsPlusOpenGroup) {
     for (std::size_t p = open; p < size; ++p) want.push_back(p);
     ASSERT_EQ(cache.full_precision_positions(), want) << "size " << size;
     ASSERT_LE(cache.full_precision_size(), cache.selector().full_precision_positions().size() + 63);
-    ASSERT_EQ(cache.quantized_block_size(), open);
+    // The block ends with the last complete group that has a token out of full precision.
+    std::size_t block = 0;
+    for (std::size_t g = 0; g < open / 64; ++g)
+      for (std::size_t p = g * 64; p < (g + 1) * 64; ++p)
+        if (!std::binary_search(want.begin(), want.end(), p)) block = (g + 1) * 64;
+    ASSERT_EQ(cache.quantized_block_size(), block) << "size " << size;
   }
 }
 

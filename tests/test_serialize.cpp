@@ -494,7 +494,7 @@ TEST_F(SerializeSemantic, OtherSelectorIsRefused) {
   expect_refused<SinkSelector>(log_, "selector 'log', not 'sink'");
   expect_refused<RecentSelector>(log_, "selector 'log', not 'recent'");
   expect_refused<LogSelector>(full_, "selector 'full', not 'log'");
-  expect_refused(edit(log_, kConf + 59, 'x', 1), "selector 'logx'");  // name padding
+  expect_refused(edit(log_, kConf + 67, 'x', 1), "selector 'logx'");  // name padding
 }
 
 TEST_F(SerializeSemantic, OtherGeometryOrBitsAreRefusedWhenExpected) {
@@ -543,9 +543,13 @@ TEST_F(SerializeSemantic, ConfigFields) {
   expect_refused(edit(log_, kConf + 32, 40, 8), "key_group = 40");
   expect_refused(edit(log_, kConf + 32, 2048, 8), "key_group = 2048");
   expect_refused(edit(log_, kConf + 32, 0, 8), "key_group = 0");
-  expect_refused(edit(log_, kConf + 40, 41, 8), "41 full-precision of 40 tokens");  // fp > size
-  // 40 tokens, W = 2, groups of 16: the selector's FP positions below 32, and 32 .. 39.
-  expect_refused(edit(log_, kConf + 40, 3, 8), "3 full-precision tokens, the selector and");
+  expect_refused(edit(log_, kConf + 48, 41, 8), "41 full-precision of 40 tokens");  // fp > size
+  // 40 tokens, W = 2, groups of 16: the selector's FP positions below 32, and 32 .. 39; the block
+  // is positions 0 .. 31.
+  expect_refused(edit(log_, kConf + 48, 12, 8), "section HEAD (KV head 0) claims");  // FP rows
+  expect_refused(edit(log_, kConf + 48, 7, 8), "8 tokens past the quantized block");
+  expect_refused(edit(log_, kConf + 40, 20, 8), "a quantized block of 20 positions (expected");
+  expect_refused(edit(log_, kConf + 40, 48, 8), "a quantized block of 48 positions (expected");
   // Groups of 32: the same FP tokens here, but other HEAD lengths (half the key metadata).
   expect_refused(edit(log_, kConf + 32, 32, 8), "section HEAD (KV head 0) claims");
 }
@@ -558,8 +562,8 @@ TEST_F(SerializeSemantic, HugeClaimsDoNotAllocate) {
     return edit(bytes, sections(bytes).at(section).frame + 4, value, 8);
   };
   const std::string tokens = edit(log_, kConf + 24, huge, 8);
-  const std::string fp = edit(tokens, kConf + 40, huge - 100, 8);
-  const std::string words = edit(log_, kConf + 48, std::uint64_t{1} << 40, 8);
+  const std::string fp = edit(tokens, kConf + 48, huge - 100, 8);
+  const std::string words = edit(log_, kConf + 56, std::uint64_t{1} << 40, 8);
   const std::vector<std::string> hostile = {
       tokens,
       fp,
@@ -575,7 +579,21 @@ TEST_F(SerializeSemantic, HugeClaimsDoNotAllocate) {
     EXPECT_TRUE(refused);
     EXPECT_LT(g_largest_allocation.load(), std::size_t{1} << 20);
   }
-  expect_refused(edit(log_, kConf + 48, std::uint64_t{1} << 62, 8), "overflows");
+  expect_refused(edit(log_, kConf + 56, std::uint64_t{1} << 62, 8), "overflows");
+}
+
+// The FP positions are not stored: they follow from the selector and the open group, and the
+// reader checks the counts CONF claims against them. SinkSelector(1, 5) and (2, 4) hold the same
+// number of tokens, but with 40 tokens in groups of 16, (2, 4) keeps position 1 in a complete
+// group too: one FP row more than the file holds.
+TEST_F(SerializeSemantic, FullPrecisionCountFollowsFromTheSelector) {
+  KVCache<SinkSelector> c(cfg_, SinkSelector(1, 5));
+  append_range(c, make_data(40, cfg_, 21), 0, 40, 1);
+  const std::string bytes = save(c);
+  const std::size_t sels = payload(bytes, 1);
+  std::string other = edit(edit(bytes, sels, 2, 8), sels + 8, 4, 8);
+  expect_refused<SinkSelector>(other, "9 full-precision tokens, the selector and the open key "
+                                      "group make 10");
 }
 
 TEST_F(SerializeSemantic, SelectorState) {

@@ -1,7 +1,8 @@
 // KVCache: the object an inference engine holds per layer. It takes post-RoPE keys and values as
 // tokens arrive, asks its selector which tokens stay in full precision, quantizes every aligned
-// group of key_group positions exactly once when it completes, and answers decode attention
-// directly from the packed codes (SPEC §2, §4).
+// group of key_group positions exactly once (when it completes, or, if the selector has demoted
+// none of its tokens by then, when it first does), and answers decode attention directly from the
+// packed codes (SPEC §2, §4).
 //
 // Storage: a QuantizedBlock (quant/quantized_block.hpp: the stored format, addressed by position)
 // and a FullPrecisionBlock (quant/full_precision_block.hpp: fp32 rows, ascending by position).
@@ -54,8 +55,10 @@ struct CacheConfig {
   std::uint64_t rotation_seed = 0x6c6f677175616e74ull;
   /// Positions per key group: keys are quantized per channel over each aligned group of this many
   /// consecutive positions (a multiple of 16, 16 .. 1024), once, when its last token arrives.
-  /// Until then the group's tokens are held in full precision. The default: docs/accuracy.md.
-  std::size_t key_group = 64;
+  /// Until then the group's tokens are held in full precision. The default, 32: at equal memory
+  /// the most accurate of 16, 32 and 64 with 2-bit keys that stays within 2.75 bits per quantized
+  /// value at head_dim 128 (docs/accuracy.md).
+  std::size_t key_group = 32;
 };
 
 /// Where a cache's bytes go. "Quantized value" counts keys and values separately.
@@ -196,10 +199,10 @@ class KVCache {
       values = rotated_.data() + n * row;
     }
 
-    std::size_t stored = 0;  // tokens of this call already in the FP block
+    stored_ = 0;
     auto store_until = [&](std::size_t position) {
-      for (; size_ + stored < position; ++stored)
-        store(keys + stored * row, values + stored * row, size_ + stored);
+      for (; size_ + stored_ < position; ++stored_)
+        store(keys + stored_ * row, values + stored_ * row, size_ + stored_);
     };
     selector_.append(n, [&](std::size_t trigger, const std::size_t* positions, std::size_t count) {
       store_until(trigger);
@@ -229,17 +232,18 @@ class KVCache {
                              std::to_string(row) + " floats overflow size_t";
                     });
     if (tokens <= size_) return;
-    // append() without the data: the FP block's size after every step.
+    // append() without the data: the FP block's size after every step, and the quantized block's.
     const std::size_t group = cfg_.key_group;
     Selector ahead = selector_;
     std::size_t fp = full_precision_size(), pending = pending_.size(), stored = size_;
-    std::size_t fp_peak = fp;
+    std::size_t fp_peak = fp, block = quantized_block_size();
     auto store_until = [&](std::size_t position) {
       for (; stored < position; ++stored) {
         fp_peak = std::max(fp_peak, ++fp);
-        if ((stored + 1) % group == 0) {
+        if ((stored + 1) % group == 0 && pending > 0) {
           fp -= pending;
           pending = 0;
+          block = std::max(block, stored + 1);
         }
       }
     };
@@ -247,15 +251,19 @@ class KVCache {
                                      std::size_t count) {
       store_until(trigger);
       for (std::size_t i = 0; i < count; ++i) {
-        if (positions[i] < stored / group * group)
+        if (positions[i] < stored / group * group) {
           --fp;
-        else
+          block = std::max(block, (positions[i] / group + 1) * group);
+        } else {
           ++pending;
+        }
       }
     });
     store_until(tokens);
-    quantized_.reserve(tokens / group * group);
+    quantized_.reserve(block);
     full_.reserve(fp_peak);
+    pending_.reserve(group);
+    slots_.reserve(std::max(group, fp_peak));
   }
 
   /// Bytes allocated, reserved room and page rounding included: what the cache holds from the
@@ -337,7 +345,9 @@ class KVCache {
   std::size_t quantized_size() const { return size_ - full_.size(); }
   /// Tokens attention reads in full precision.
   std::size_t full_precision_size() const { return full_.size(); }
-  /// Positions the quantized block holds, [0, quantized_block_size()): every complete key group.
+  /// Positions the quantized block holds, [0, quantized_block_size()): complete key groups up to
+  /// the last one with a token out of full precision (a group none of whose tokens has left is
+  /// quantized only when one does).
   std::size_t quantized_block_size() const { return quantized_.tokens(); }
   /// The range attend_partial splits: quantized_block_size() + full_precision_size().
   std::size_t attention_slots() const { return quantized_.tokens() + full_.size(); }
@@ -455,51 +465,56 @@ class KVCache {
     }
   }
 
-  // Appends the token at `position` ([kv_heads][head_dim] keys and values) to the FP block; when
-  // it completes a key group, quantizes the group.
+  // Appends the token at `position` ([kv_heads][head_dim] keys and values) to the FP block. When
+  // it completes a key group that the selector has demoted tokens of, the group is quantized and
+  // those tokens leave; a complete group none of whose tokens was demoted waits, all in the FP
+  // block, until one is (demote), so a cache that keeps everything (FullSelector) stores no codes.
   void store(const float* keys, const float* values, std::size_t position) {
     full_.push_back(position, keys, values);
-    if ((position + 1) % cfg_.key_group == 0) complete_group();
-  }
-
-  // The open group, the FP block's last key_group rows (nothing of it has left), is complete:
-  // quantize it; its tokens the selector demoted leave the FP block, the others become overlay.
-  void complete_group() {
-    const std::size_t dim = cfg_.head_dim, group = cfg_.key_group, first = full_.size() - group;
-    quantized_.append_group(*kernels_, [&](std::size_t kv) {
-      return std::make_pair(full_.keys(kv) + first * dim, full_.values(kv) + first * dim);
-    });
+    if ((position + 1) % cfg_.key_group != 0 || pending_.empty()) return;
+    quantize_group(position / cfg_.key_group);
     slots_.clear();
-    for (std::size_t i = first; i < full_.size(); ++i) {
-      const std::size_t p = full_.positions()[i];
-      if (std::find(pending_.begin(), pending_.end(), p) != pending_.end())
-        slots_.push_back(i);
-      else
-        quantized_.set_full_precision(p, true);
+    for (std::size_t p : pending_) {
+      slots_.push_back(full_.find(p));
+      quantized_.set_full_precision(p, false);
     }
     pending_.clear();
+    std::sort(slots_.begin(), slots_.end());
     full_.erase(slots_);
   }
 
-  // The selector demoted `positions`: those in a complete group leave the FP block now, those in
-  // the open group when it completes.
+  // Quantizes complete key group g from the FP block, where all its tokens still are (a group is
+  // quantized before any of its tokens leaves), as consecutive rows.
+  void quantize_group(std::size_t g) {
+    const std::size_t dim = cfg_.head_dim, first = full_.find(g * cfg_.key_group);
+    quantized_.quantize_group(g, *kernels_, [&](std::size_t kv) {
+      return std::make_pair(full_.keys(kv) + first * dim, full_.values(kv) + first * dim);
+    });
+  }
+
+  // The selector demoted `positions`: those in a complete group leave the FP block now (the group
+  // quantized first if it is not yet), those in the open group when it completes.
   void demote(const std::size_t* positions, std::size_t count) {
+    const std::size_t group = cfg_.key_group, complete = (size_ + stored_) / group * group;
     slots_.clear();
     for (std::size_t i = 0; i < count; ++i) {
-      const std::size_t p = positions[i], slot = full_.find(p);
-      const bool in_block = p < quantized_.tokens();
-      const bool held = slot != full_.size() &&
-                        (in_block ? quantized_.is_full_precision(p)
-                                  : std::find(pending_.begin(), pending_.end(), p) == pending_.end());
+      const std::size_t p = positions[i];
+      const bool in_open_group = p >= complete;
+      const bool held =
+          full_.find(p) != full_.size() &&
+          (in_open_group ? std::find(pending_.begin(), pending_.end(), p) == pending_.end()
+                         : p >= quantized_.tokens() || quantized_.is_full_precision(p));
       if (!held)
         throw std::logic_error("logquant: the selector demoted position " + std::to_string(p) +
                                ", which is not full precision");
-      if (in_block) {
-        slots_.push_back(slot);
-        quantized_.set_full_precision(p, false);
-      } else {
+      if (in_open_group) {
         pending_.push_back(p);
+        continue;
       }
+      const std::size_t g = p / group;
+      if (g >= quantized_.groups() || quantized_.is_hole(g)) quantize_group(g);
+      quantized_.set_full_precision(p, false);
+      slots_.push_back(full_.find(p));
     }
     std::sort(slots_.begin(), slots_.end());
     full_.erase(slots_);
@@ -511,6 +526,7 @@ class KVCache {
   QuantizedBlock quantized_;         // complete key groups, all heads, one allocation
   FullPrecisionBlock full_;          // FP tokens: the selector's and the open group's
   std::size_t size_ = 0;
+  std::size_t stored_ = 0;            // tokens of the current append already stored
   std::vector<std::size_t> pending_;  // demoted positions of the open group
   std::vector<std::size_t> slots_;    // scratch: FP slots leaving
   HadamardRotation rotation_;         // identity unless cfg_.rotate

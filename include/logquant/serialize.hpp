@@ -73,7 +73,7 @@ inline std::uint32_t crc32c(const void* data, std::size_t n) { return crc32c_upd
 // Fixed facts of the format (docs/format.md).
 inline constexpr std::uint8_t kFormatMagic[8] = {0x89, 'L', 'Q', 'K', 'V', '\r', '\n', 0x1a};
 inline constexpr std::size_t kHeaderBytes = 20;       // magic, version, flags, CRC
-inline constexpr std::size_t kConfigBytes = 72;       // CONF payload
+inline constexpr std::size_t kConfigBytes = 80;       // CONF payload
 inline constexpr std::size_t kStateNameBytes = 16;    // selector name field in CONF
 inline constexpr std::size_t kSectionFrameBytes = 16; // tag + length + CRC
 inline constexpr std::size_t kIoChunkBytes = 1 << 16; // the most read or buffered at once
@@ -429,6 +429,7 @@ struct CacheSerializer {
     w.u64(cfg.rotation_seed);
     w.u64(c.size_);
     w.u64(cfg.key_group);
+    w.u64(c.quantized_.tokens());
     w.u64(c.full_.size());
     w.u64(state.size());
     std::uint8_t name[kStateNameBytes] = {};
@@ -493,7 +494,9 @@ struct CacheSerializer {
     const std::uint64_t rotate = r.u8(), reserved = r.u8();
     const std::uint64_t value_group = r.u32();
     cfg.rotation_seed = r.u64();
-    const std::uint64_t size = r.u64(), key_group = r.u64(), nfp = r.u64(), words = r.u64();
+    const std::uint64_t size = r.u64(), key_group = r.u64(), block_tokens = r.u64();
+    const std::uint64_t nfp = r.u64();
+    const std::uint64_t words = r.u64();
     std::uint8_t name[kStateNameBytes];
     r.bytes(name, sizeof name);
     r.end_section();
@@ -528,8 +531,23 @@ struct CacheSerializer {
       return "CONF: " + std::to_string(nfp) + " full-precision of " + std::to_string(size) +
              " tokens (expected full-precision <= tokens <= 2^32 - 1)";
     });
+    format_require(block_tokens % cfg.key_group == 0 &&
+                       block_tokens <= size / cfg.key_group * cfg.key_group,
+                   [&] {
+                     return "CONF: a quantized block of " + std::to_string(block_tokens) +
+                            " positions (expected whole key groups of " +
+                            std::to_string(cfg.key_group) + " within " + std::to_string(size) +
+                            " tokens)";
+                   });
+    // Every position past the quantized block is full precision. This also bounds the token count
+    // by what the HEAD sections must hold (codes per block position, a row per FP token), so the
+    // selector's position list derived below costs no more memory than the stream supplied.
+    format_require(size - block_tokens <= nfp, [&] {
+      return "CONF: " + std::to_string(size - block_tokens) + " tokens past the quantized block " +
+             "but only " + std::to_string(nfp) + " full-precision tokens";
+    });
     const std::size_t n = static_cast<std::size_t>(size), n_fp = static_cast<std::size_t>(nfp);
-    const std::size_t nq = n / cfg.key_group * cfg.key_group;  // every complete group
+    const std::size_t nq = static_cast<std::size_t>(block_tokens);
 
     // SELS: the selector's words.
     r.begin_section("SELS", checked_mul(words, 8, "the SELS section size"), "section SELS");
@@ -543,23 +561,7 @@ struct CacheSerializer {
       return std::string("selector '") + Selector::kStateName + "' has seen " +
              std::to_string(selector.size()) + " tokens, the cache holds " + std::to_string(n);
     });
-    // The FP tokens follow from the selector and the open group (kv_cache.hpp).
-    std::vector<std::size_t> fp;
-    for (std::size_t p : selector.full_precision_positions())
-      if (p < nq) fp.push_back(p);
-    for (std::size_t p = nq; p < n; ++p) fp.push_back(p);
-    format_require(fp.size() == n_fp, [&] {
-      return "CONF: " + std::to_string(n_fp) + " full-precision tokens, the selector and the " +
-             "open key group make " + std::to_string(fp.size());
-    });
-    std::vector<std::size_t> pending;
-    {
-      const std::vector<std::size_t> kept = selector.full_precision_positions();
-      for (std::size_t p = nq; p < n; ++p)
-        if (!std::binary_search(kept.begin(), kept.end(), p)) pending.push_back(p);
-    }
 
-    Cache c(RestoreTag{}, cfg, std::move(selector), kernels);
     const HeadSizes sizes = head_sizes(cfg, nq, n_fp);
 
     // Each head is read into vectors that grow with what arrives (a corrupt count allocates
@@ -582,6 +584,38 @@ struct CacheSerializer {
       });
       check_head(cfg, h, nq, section);
     }
+    // The FP positions and the quantized block follow from the selector (kv_cache.hpp): the
+    // selector's FP positions in complete groups and the whole open group; the block ends with the
+    // last complete group that has a position the selector does not keep. Derived only now that
+    // the HEAD sections, which hold a row per FP token, have arrived.
+    const std::vector<std::size_t> kept = selector.full_precision_positions();
+    const std::size_t group = cfg.key_group, complete = n / group * group;
+    std::vector<std::size_t> fp, pending;
+    for (std::size_t p : kept)
+      if (p < complete) fp.push_back(p);
+    for (std::size_t p = complete; p < n; ++p) {
+      fp.push_back(p);
+      if (!std::binary_search(kept.begin(), kept.end(), p)) pending.push_back(p);
+    }
+    format_require(fp.size() == n_fp, [&] {
+      return "CONF: " + std::to_string(n_fp) + " full-precision tokens, the selector and the " +
+             "open key group make " + std::to_string(fp.size());
+    });
+    std::size_t derived = 0;
+    for (std::size_t g = complete / group; g-- > 0;) {
+      const auto first = std::lower_bound(fp.begin(), fp.end(), g * group);
+      const auto last = std::lower_bound(first, fp.end(), (g + 1) * group);
+      if (static_cast<std::size_t>(last - first) < group) {
+        derived = (g + 1) * group;
+        break;
+      }
+    }
+    format_require(derived == nq, [&] {
+      return "CONF: a quantized block of " + std::to_string(nq) + " positions, the selector's " +
+             "full-precision positions make " + std::to_string(derived);
+    });
+
+    Cache c(RestoreTag{}, cfg, std::move(selector), kernels);
     QuantizedBlock& block = c.quantized_;
     block.resize_for_load(nq);
     std::vector<std::vector<float>> fp_keys(cfg.kv_heads), fp_values(cfg.kv_heads);

@@ -1,7 +1,8 @@
 // QuantizedBlock: the stored format of the quantized tokens of one layer (SPEC §2), the one place
 // that knows it. Storage is addressed by position: the block holds positions [0, tokens()), a
-// whole number of aligned key groups of `key_group` positions (a multiple of 16), each quantized
-// exactly once when its last token arrived and never touched again.
+// whole number of aligned key groups of `key_group` positions (a multiple of 16). A group is
+// quantized exactly once and never touched again; a group below tokens() that is not quantized
+// yet (a hole: none of its tokens has left full precision) holds zeros and is all overlay.
 //
 // Per KV head, four regions, each sized for the block's capacity and 64-byte aligned:
 //   key codes    tokens / 16 key tile rows      TileMatrix rows = positions, columns = channels
@@ -118,16 +119,16 @@ class QuantizedBlock {
     mask = static_cast<std::uint16_t>(fp ? (mask | bit) : (mask & ~bit));
   }
 
-  /// Quantizes the next key group, positions [tokens(), tokens() + key_group()), into every head:
-  /// rows_of(h) returns head h's key_group() rows of keys and of values ({keys, values}, rows of
-  /// head_dim floats back to back). Keys per channel over the group, values per position. Its
-  /// positions start outside the overlay. Grows the capacity (by half, at least to fit) when
-  /// needed.
+  /// Quantizes key group g, positions [g key_group(), (g + 1) key_group()), into every head: a
+  /// hole below tokens(), or beyond it (the block then grows to hold it, the groups between
+  /// becoming holes). rows_of(h) returns head h's key_group() rows of keys and of values
+  /// ({keys, values}, rows of head_dim floats back to back). Keys per channel over the group,
+  /// values per position. The group's positions are all overlay afterwards: the caller clears
+  /// those that leave full precision. Grows the capacity (by half, at least to fit) when needed.
   template <class RowsOf>
-  void append_group(const kernels::KernelTable& kernels, RowsOf&& rows_of) {
-    const std::size_t t0 = tokens_, t1 = t0 + key_group_, g = groups();
-    if (t1 > capacity_)
-      reallocate_from(*this, std::max({t1, capacity_ + capacity_ / 2, kMinTokens}));
+  void quantize_group(std::size_t g, const kernels::KernelTable& kernels, RowsOf&& rows_of) {
+    const std::size_t t0 = g * key_group_, t1 = t0 + key_group_;
+    if (t1 > tokens_) grow_to(t1);
     for (std::size_t h = 0; h < heads_; ++h) {
       const auto rows = rows_of(h);
       const float* keys = rows.first;
@@ -144,8 +145,15 @@ class QuantizedBlock {
                                      i, value_meta(h) + (t0 + i) * value_groups(),
                                      value_rows + i / kTileCols * value_row_);
     }
-    full_precision_.resize(t1 / kTileCols, 0);
-    tokens_ = t1;
+    std::fill(full_precision_.begin() + static_cast<std::ptrdiff_t>(t0 / kTileCols),
+              full_precision_.begin() + static_cast<std::ptrdiff_t>(t1 / kTileCols), 0xffffu);
+  }
+
+  /// Whether key group g (< groups()) is a hole: every position full precision, nothing quantized.
+  bool is_hole(std::size_t g) const {
+    for (std::size_t r = g * key_group_ / kTileCols; r < (g + 1) * key_group_ / kTileCols; ++r)
+      if (full_precision_[r] != 0xffffu) return false;
+    return true;
   }
 
   /// Makes room for `tokens` positions without reallocating (loading, and KVCache::reserve).
@@ -204,6 +212,25 @@ class QuantizedBlock {
   static constexpr std::size_t kMinTokens = 64;
 
   static std::size_t round64(std::size_t n) { return (n + 63) / 64 * 64; }
+
+  // Extends the block to `tokens` positions (a multiple of key_group, above tokens()): the new
+  // groups are holes, zero and all overlay, until quantize_group fills them.
+  void grow_to(std::size_t tokens) {
+    if (tokens > capacity_)
+      reallocate_from(*this, std::max({tokens, capacity_ + capacity_ / 2, kMinTokens}));
+    const std::size_t t0 = tokens_;
+    for (std::size_t h = 0; h < heads_; ++h) {
+      std::memset(key_codes(h) + t0 / kTileRows * key_row_, 0, (tokens - t0) / kTileRows * key_row_);
+      std::fill(key_meta(h) + t0 / key_group_ * head_dim_, key_meta(h) + tokens / key_group_ * head_dim_,
+                GroupParams{});
+      std::memset(value_codes(h) + t0 / kTileCols * value_row_, 0,
+                  (tokens - t0) / kTileCols * value_row_);
+      std::fill(value_meta(h) + t0 * value_groups(), value_meta(h) + tokens * value_groups(),
+                GroupParams{});
+    }
+    full_precision_.resize(tokens / kTileCols, 0xffffu);
+    tokens_ = tokens;
+  }
 
   std::uint8_t* at(std::size_t h, std::size_t offset) {
     return buffer_.data() + h * stride_ + offset;
