@@ -100,10 +100,10 @@ TEST(Concurrency, PartialAttentionPerThreadMerges) {
   const auto cache = filled(LogSelector(16), 500, 5);
   const std::size_t dim = cache.config().head_dim, q_heads = 2 * cache.config().kv_heads;
   const std::vector<float> q = random_floats(q_heads * dim, 6);
-  const std::size_t nq = cache.quantized_size(), per = (nq / kThreads) / 16 * 16;
+  const std::size_t nq = cache.quantized_block_size(), per = (nq / kThreads) / 16 * 16;
   auto range = [&](std::size_t t) {
     const std::size_t begin = t * per;
-    return std::make_pair(begin, t + 1 == kThreads ? cache.size() : begin + per);
+    return std::make_pair(begin, t + 1 == kThreads ? cache.attention_slots() : begin + per);
   };
   std::vector<AttentionState> parts(kThreads), serial(kThreads);
   for (std::size_t t = 0; t < kThreads; ++t)
