@@ -582,6 +582,52 @@ class PairSelector {
   std::size_t seen_ = 0, first_ = 0;
 };
 
+// A selector that breaks its contract (demotes a position twice, or one it never reported) gets
+// std::logic_error, and the cache stays as it was before that demotion: the blocks consistent.
+class BrokenSelector {
+ public:
+  explicit BrokenSelector(std::vector<std::size_t> bad) : bad_(std::move(bad)) {}
+  std::size_t size() const { return seen_; }
+  std::vector<std::size_t> full_precision_positions() const {  // it demotes nothing valid
+    std::vector<std::size_t> fp(seen_);
+    for (std::size_t p = 0; p < seen_; ++p) fp[p] = p;
+    return fp;
+  }
+  void append(std::size_t n) { append(n, IgnoreDemotions{}); }
+  template <class F>
+  void append(std::size_t n, F&& on_demote) {
+    for (std::size_t i = 0; i < n; ++i) {
+      if (seen_ == 40) on_demote(seen_, bad_.data(), bad_.size());
+      ++seen_;
+    }
+  }
+
+ private:
+  std::vector<std::size_t> bad_;
+  std::size_t seen_ = 0;
+};
+
+TEST(KVCache, BrokenSelectorLeavesTheCacheConsistent) {
+  CacheConfig cfg = config(16, 1);
+  cfg.key_group = 16;
+  const Data d = make_data(41, 1, 16, 61);
+  // Position 3 lies in the complete group 0, which a valid demotion of it would quantize first.
+  for (const std::vector<std::size_t>& bad :
+       {std::vector<std::size_t>{3, 3}, std::vector<std::size_t>{3, 45}}) {
+    KVCache<BrokenSelector> cache(cfg, BrokenSelector(bad));
+    cache.append(d.keys.data(), d.values.data(), 40);
+    const auto q = random_queries(2, 16, 62);
+    const auto before = attend(cache, q, 2);
+    const std::size_t fp = cache.full_precision_size(), bytes = cache.memory_bytes();
+    EXPECT_THROW(cache.append(d.keys.data() + 40 * 16, d.values.data() + 40 * 16, 1),
+                 std::logic_error);
+    EXPECT_EQ(cache.full_precision_size(), fp);
+    EXPECT_EQ(cache.quantized_size() + cache.full_precision_size(), 40u);
+    EXPECT_EQ(cache.memory_bytes(), bytes);
+    EXPECT_EQ(attend(cache, q, 2), before);
+  }
+}
+
 TEST(KVCache, UserSelector) {
   static_assert(is_selector_v<PairSelector>);
   CacheConfig cfg = config(16, 1);

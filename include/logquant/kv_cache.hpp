@@ -496,18 +496,24 @@ class KVCache {
   // quantized first if it is not yet), those in the open group when it completes.
   void demote(const std::size_t* positions, std::size_t count) {
     const std::size_t group = cfg_.key_group, complete = (size_ + stored_) / group * group;
-    slots_.clear();
+    // Every position is checked before anything changes: a selector that breaks its contract
+    // gets an exception and leaves the blocks consistent.
+    slots_.assign(positions, positions + count);
+    std::sort(slots_.begin(), slots_.end());
     for (std::size_t i = 0; i < count; ++i) {
-      const std::size_t p = positions[i];
-      const bool in_open_group = p >= complete;
+      const std::size_t p = slots_[i];
       const bool held =
-          full_.find(p) != full_.size() &&
-          (in_open_group ? std::find(pending_.begin(), pending_.end(), p) == pending_.end()
+          (i == 0 || slots_[i - 1] != p) && full_.find(p) != full_.size() &&
+          (p >= complete ? std::find(pending_.begin(), pending_.end(), p) == pending_.end()
                          : p >= quantized_.tokens() || quantized_.is_full_precision(p));
       if (!held)
         throw std::logic_error("logquant: the selector demoted position " + std::to_string(p) +
-                               ", which is not full precision");
-      if (in_open_group) {
+                               ", which is not full precision (or twice)");
+    }
+    slots_.clear();
+    for (std::size_t i = 0; i < count; ++i) {
+      const std::size_t p = positions[i];
+      if (p >= complete) {
         pending_.push_back(p);
         continue;
       }
