@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include <logquant/logquant.hpp>
@@ -25,52 +26,29 @@ struct Layout {
   Overlay overlay = Overlay::kNone;
 };
 
+/// The library's own QuantizedBlock (one KV head) and the view kernels read from it.
 struct QuantizedBlock {
-  std::vector<std::uint8_t> key_codes, value_codes;
-  std::vector<logquant::GroupParams> key_meta, value_meta;
-  std::vector<std::uint16_t> full_precision;
-  logquant::kernels::QuantizedHeadView view;  // points into the vectors above: move, never copy
+  logquant::QuantizedBlock block;
+  logquant::kernels::QuantizedHeadView view;  // points into `block`: move, never copy
 };
 
-/// keys and values are [layout.tokens][dim], quantized as KVCache stores them (QuantizedBlock).
+/// keys and values are [layout.tokens][dim], quantized by the scalar kernels as KVCache stores
+/// them, with the layout's FP overlay.
 inline QuantizedBlock pack_block(std::size_t dim, unsigned key_bits, unsigned value_bits,
                                  std::size_t value_group, const Layout& layout, const float* keys,
                                  const float* values) {
-  using logquant::tile_bytes;
-  using logquant::tiles_for;
-  const logquant::kernels::KernelTable& t = logquant::kernels::scalar_table();
-  QuantizedBlock b;
-  const std::size_t tokens = layout.tokens, key_group = layout.key_group;
-  const std::size_t col_tiles = tiles_for(dim), key_row = col_tiles * tile_bytes(key_bits);
-  b.key_codes.assign(tokens / 16 * key_row, 0);
-  b.key_meta.resize(tokens / key_group * dim);
-  for (std::size_t g = 0; g < tokens / key_group; ++g)
-    t.quantize_key_group(keys + g * key_group * dim, key_group, dim, dim, key_bits,
-                         &b.key_meta[g * dim], &b.key_codes[g * key_group / 16 * key_row]);
-  const std::size_t groups = dim / value_group, value_row = col_tiles * tile_bytes(value_bits);
-  b.value_codes.assign(tokens / 16 * value_row, 0);
-  b.value_meta.resize(tokens * groups);
-  for (std::size_t i = 0; i < tokens; ++i)
-    t.quantize_value_token(values + i * dim, dim, value_group, value_bits, i,
-                           &b.value_meta[i * groups], &b.value_codes[(i / 16) * value_row]);
-  b.full_precision.assign(tokens / 16, 0);
-  for (std::size_t p = 0; p < tokens; ++p) {
-    const bool fp = layout.overlay == Overlay::kAll ||
-                    (layout.overlay == Overlay::kSome && (p % 7 == 0 || p / 16 == 1));
-    if (fp) b.full_precision[p / 16] = static_cast<std::uint16_t>(b.full_precision[p / 16] | (1u << (p % 16)));
-  }
-  logquant::kernels::QuantizedHeadView& v = b.view;
-  v.key_codes = b.key_codes.data();
-  v.key_meta = b.key_meta.data();
-  v.value_codes = b.value_codes.data();
-  v.value_meta = b.value_meta.data();
-  v.full_precision = b.full_precision.data();
-  v.tokens = tokens;
-  v.head_dim = dim;
-  v.key_group = key_group;
-  v.value_group = value_group;
-  v.key_bits = key_bits;
-  v.value_bits = value_bits;
+  const std::size_t key_group = layout.key_group;
+  QuantizedBlock b{logquant::QuantizedBlock(1, dim, key_bits, value_bits, key_group, value_group),
+                   {}};
+  for (std::size_t g = 0; g < layout.tokens / key_group; ++g)
+    b.block.quantize_group(g, logquant::kernels::scalar_table(), [&](std::size_t) {
+      return std::make_pair(keys + g * key_group * dim, values + g * key_group * dim);
+    });
+  for (std::size_t p = 0; p < layout.tokens; ++p)
+    b.block.set_full_precision(p, layout.overlay == Overlay::kAll ||
+                                      (layout.overlay == Overlay::kSome &&
+                                       (p % 7 == 0 || p / 16 == 1)));
+  b.view = b.block.view(0);
   return b;
 }
 

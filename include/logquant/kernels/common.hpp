@@ -15,7 +15,6 @@
 
 #include "../quant/group_quantizer.hpp"
 #include "../quant/tile_layout.hpp"
-#include "views.hpp"
 
 namespace logquant {
 namespace kernels {
