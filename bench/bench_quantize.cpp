@@ -44,7 +44,8 @@ void bench_key_group(benchmark::State& st, const logquant::kernels::KernelTable&
   std::vector<logquant::GroupParams> meta(kDim);
   for (auto _ : st) {
     std::memset(tiles.data(), 0, tiles.size());
-    table.quantize_key_group(x.data(), tokens, kDim, kDim, bits, meta.data(), tiles.data());
+    table.quantize_key_group[logquant::kernels::bits_index(bits)](x.data(), tokens, kDim, kDim,
+                                                                 meta.data(), tiles.data());
     benchmark::DoNotOptimize(tiles.data());
     benchmark::ClobberMemory();
   }
@@ -61,7 +62,7 @@ void bench_value_tokens(benchmark::State& st, const logquant::kernels::KernelTab
   for (auto _ : st) {
     std::memset(tiles.data(), 0, tiles.size());
     for (std::size_t t = 0; t < kTokens; ++t)
-      table.quantize_value_token(&x[t * kDim], kDim, kValueGroup, bits, t,
+      table.quantize_value_token[logquant::kernels::bits_index(bits)](&x[t * kDim], kDim, kValueGroup, t,
                                  &meta[t * (kDim / kValueGroup)], tiles.data());
     benchmark::DoNotOptimize(tiles.data());
     benchmark::ClobberMemory();

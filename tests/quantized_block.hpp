@@ -41,7 +41,8 @@ inline QuantizedBlock pack_block(std::size_t dim, unsigned key_bits, unsigned va
   QuantizedBlock b{logquant::QuantizedBlock(1, dim, key_bits, value_bits, key_group, value_group),
                    {}};
   for (std::size_t g = 0; g < layout.tokens / key_group; ++g)
-    b.block.quantize_group(g, logquant::kernels::scalar_table(), [&](std::size_t) {
+    b.block.quantize_group(g, logquant::kernels::scalar_table().for_bits(key_bits, value_bits),
+                           [&](std::size_t) {
       return std::make_pair(keys + g * key_group * dim, values + g * key_group * dim);
     });
   for (std::size_t p = 0; p < layout.tokens; ++p)

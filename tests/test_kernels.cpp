@@ -92,6 +92,11 @@ Availability availability(Isa isa, bool supported, const std::vector<Isa>& requi
                       "*Reference tests check it against tests/reference.hpp";        \
   } while (false)
 
+/// A table's attention kernel for a view's bit widths.
+kernels::AttendQuantizedFn attend_fn(const KernelTable& t, const kernels::QuantizedHeadView& v) {
+  return t.for_bits(v.key_bits, v.value_bits).attend_quantized;
+}
+
 class Kernels : public ::testing::TestWithParam<Isa> {
  protected:
   void SetUp() override {
@@ -205,8 +210,8 @@ TEST_P(Kernels, QuantizeKeyGroupMatchesScalarBytes) {
         const std::size_t bytes = TileMatrix{bits, tiles_for(dim)}.bytes_for_rows(tokens);
         std::vector<std::uint8_t> want = guarded_tiles(bytes), got = want;
         std::vector<GroupParams> want_meta = guarded_meta(dim), got_meta = want_meta;
-        ref().quantize_key_group(in.data, tokens, dim, stride, bits, want_meta.data(), want.data());
-        table().quantize_key_group(in.data, tokens, dim, stride, bits, got_meta.data(), got.data());
+        ref().quantize_key_group[kernels::bits_index(bits)](in.data, tokens, dim, stride, want_meta.data(), want.data());
+        table().quantize_key_group[kernels::bits_index(bits)](in.data, tokens, dim, stride, got_meta.data(), got.data());
         ASSERT_EQ(meta_bytes(got_meta), meta_bytes(want_meta));
         ASSERT_EQ(got, want);
       }
@@ -229,9 +234,9 @@ TEST_P(Kernels, QuantizeValueTokenMatchesScalarBytes) {
           std::vector<GroupParams> want_meta = guarded_meta(last * groups), got_meta = want_meta;
           for (std::size_t i = 0; i < tokens; ++i) {
             const std::size_t dense = first + i;
-            ref().quantize_value_token(in.data + i * dim, dim, group, bits, dense,
+            ref().quantize_value_token[kernels::bits_index(bits)](in.data + i * dim, dim, group, dense,
                                        &want_meta[dense * groups], &want[(dense / 16) * row_bytes]);
-            table().quantize_value_token(in.data + i * dim, dim, group, bits, dense,
+            table().quantize_value_token[kernels::bits_index(bits)](in.data + i * dim, dim, group, dense,
                                          &got_meta[dense * groups], &got[(dense / 16) * row_bytes]);
           }
           ASSERT_EQ(meta_bytes(got_meta), meta_bytes(want_meta));
@@ -379,8 +384,8 @@ TEST_P(Kernels, AttendQuantizedMatchesScalar) {
                        std::to_string(n));
           const bool empty = (begin + heads) % 2 == 0;
           AttentionState want = start_state(heads, dim, empty, q, 77), got = want;
-          ref().attend_quantized(block.view, q.data(), begin, end, view_of(want));
-          table().attend_quantized(block.view, q.data(), begin, end, view_of(got));
+          attend_fn(ref(), block.view)(block.view, q.data(), begin, end, view_of(want));
+          attend_fn(table(), block.view)(block.view, q.data(), begin, end, view_of(got));
           const double err =
               expect_states_close(want, got, kLseTolerance, output_tolerance(value_bits));
           double& w = worst[kernels::operand_digits(value_bits) - 1];
@@ -408,8 +413,8 @@ TEST_P(Kernels, AttendQuantizedWithVanishingOperands) {
     std::vector<float> q = random_queries(heads, dim, 42);
     for (float& x : q) x *= 1e-38f;
     AttentionState want(heads, dim), got(heads, dim);
-    ref().attend_quantized(block.view, q.data(), 0, block.view.tokens, view_of(want));
-    table().attend_quantized(block.view, q.data(), 0, block.view.tokens, view_of(got));
+    attend_fn(ref(), block.view)(block.view, q.data(), 0, block.view.tokens, view_of(want));
+    attend_fn(table(), block.view)(block.view, q.data(), 0, block.view.tokens, view_of(got));
     expect_states_close(want, got, kLseTolerance, output_tolerance(2));
     // Scores this small leave the softmax flat, so check them directly: the largest score is the
     // bias plus qscale times the digit dot product, which wrong digits would move by orders of
@@ -424,8 +429,8 @@ TEST_P(Kernels, AttendQuantizedWithVanishingOperands) {
     std::vector<float> q(heads * dim, 0.0f);
     for (std::size_t h = 0; h < heads; ++h) q[h * dim] = 1.0f;  // score = channel 0 + bias
     AttentionState want(heads, dim), got(heads, dim);
-    ref().attend_quantized(block.view, q.data(), 0, block.view.tokens, view_of(want));
-    table().attend_quantized(block.view, q.data(), 0, block.view.tokens, view_of(got));
+    attend_fn(ref(), block.view)(block.view, q.data(), 0, block.view.tokens, view_of(want));
+    attend_fn(table(), block.view)(block.view, q.data(), 0, block.view.tokens, view_of(got));
     expect_states_close(want, got, kLseTolerance, output_tolerance(bits));
   }
 }
@@ -434,7 +439,7 @@ TEST_P(Kernels, AttendQuantizedEmptyRangeLeavesStateAlone) {
   const QuantizedBlock block = make_block(64, 2, 2, 32, {16, 32}, 5);
   const std::vector<float> q = random_queries(2, 64, 6);
   AttentionState want = start_state(2, 64, false, q, 8), got = want;
-  table().attend_quantized(block.view, q.data(), 32, 32, view_of(got));
+  attend_fn(table(), block.view)(block.view, q.data(), 32, 32, view_of(got));
   EXPECT_EQ(got.max, want.max);
   EXPECT_EQ(got.sum, want.sum);
   EXPECT_EQ(got.acc, want.acc);
@@ -500,7 +505,7 @@ TEST_P(Kernels, QuantizeMatchesIndependentReference) {
         const TileMatrix matrix{bits, tiles_for(dim)};
         std::vector<std::uint8_t> tiles = guarded_tiles(matrix.bytes_for_rows(tokens));
         std::vector<GroupParams> meta = guarded_meta(dim);
-        table().quantize_key_group(in.data, tokens, dim, stride, bits, meta.data(), tiles.data());
+        table().quantize_key_group[kernels::bits_index(bits)](in.data, tokens, dim, stride, meta.data(), tiles.data());
         for (std::size_t c = 0; c < dim; ++c) {
           const logquant_ref::Grid g = logquant_ref::fit(in.data + c, tokens, stride, bits);
           check(g, meta[c], in.data + c, tokens, stride,
@@ -520,7 +525,7 @@ TEST_P(Kernels, QuantizeMatchesIndependentReference) {
         std::vector<std::uint8_t> tiles = guarded_tiles(tiles_for(tokens) * row_bytes);
         std::vector<GroupParams> meta = guarded_meta(tokens * groups);
         for (std::size_t t = 0; t < tokens; ++t)
-          table().quantize_value_token(in.data + t * dim, dim, group, bits, t, &meta[t * groups],
+          table().quantize_value_token[kernels::bits_index(bits)](in.data + t * dim, dim, group, t, &meta[t * groups],
                                        &tiles[(t / 16) * row_bytes]);
         for (std::size_t t = 0; t < tokens; ++t)
           for (std::size_t g = 0; g < groups; ++g) {
@@ -581,7 +586,7 @@ TEST_P(Kernels, AttendQuantizedWithinBoundOfReference) {
         const std::vector<float> q = random_queries(heads, dim, seed + 2);
 
         AttentionState st(heads, dim);
-        table().attend_quantized(block.view, q.data(), 0, n, view_of(st));
+        attend_fn(table(), block.view)(block.view, q.data(), 0, n, view_of(st));
         const std::vector<double> got = outputs_of(st);
 
         using logquant_ref::quantize_head;

@@ -73,7 +73,10 @@ struct GroupRows {
   }
 };
 
-const logquant::kernels::KernelTable& scalar() { return logquant::kernels::scalar_table(); }
+/// The scalar kernels for a block's bit widths.
+logquant::kernels::CacheKernels scalar(const QuantizedBlock& b) {
+  return logquant::kernels::scalar_table().for_bits(b.key_bits(), b.value_bits());
+}
 
 TEST(QuantizedBlock, GrowthCopiesAndAssignmentKeepEveryHeadsBytes) {
   // head_dim 40: 3 column tiles (padding channels); 2-bit keys, 4-bit values, groups of 48.
@@ -84,7 +87,7 @@ TEST(QuantizedBlock, GrowthCopiesAndAssignmentKeepEveryHeadsBytes) {
   std::size_t reallocations = 0, capacity = 0;
   std::vector<std::vector<std::uint8_t>> before;
   for (std::size_t g = 0; g < 20; ++g) {
-    b.quantize_group(b.groups(), scalar(), GroupRows(3, 40, 48, g));
+    b.quantize_group(b.groups(), scalar(b), GroupRows(3, 40, 48, g));
     ASSERT_EQ(b.tokens(), 48 * (g + 1));
     ASSERT_EQ(b.groups(), g + 1);
     ASSERT_GE(b.capacity(), b.tokens());
@@ -132,15 +135,15 @@ TEST(QuantizedBlock, GrowthCopiesAndAssignmentKeepEveryHeadsBytes) {
   // grows on from there exactly as a fresh copy does.
   QuantizedBlock roomy(3, 40, 2, 4, 48, 40);
   roomy.reserve(2 * b.tokens());
-  roomy.quantize_group(roomy.groups(), scalar(), GroupRows(3, 40, 48, 99));
+  roomy.quantize_group(roomy.groups(), scalar(roomy), GroupRows(3, 40, 48, 99));
   const std::uint8_t* roomy_data = roomy.key_codes(0);
   roomy = copy;
   EXPECT_EQ(roomy.key_codes(0), roomy_data);
   EXPECT_EQ(roomy.capacity(), 2 * b.tokens());
   EXPECT_EQ(used_bytes(roomy), used_bytes(b));
   QuantizedBlock fresh(copy);
-  roomy.quantize_group(roomy.groups(), scalar(), GroupRows(3, 40, 48, 7));
-  fresh.quantize_group(fresh.groups(), scalar(), GroupRows(3, 40, 48, 7));
+  roomy.quantize_group(roomy.groups(), scalar(roomy), GroupRows(3, 40, 48, 7));
+  fresh.quantize_group(fresh.groups(), scalar(fresh), GroupRows(3, 40, 48, 7));
   EXPECT_EQ(used_bytes(roomy), used_bytes(fresh));
   EXPECT_TRUE(roomy.is_full_precision(b.tokens() + 5));
   EXPECT_EQ(roomy.key_codes(0), roomy_data);
@@ -149,7 +152,7 @@ TEST(QuantizedBlock, GrowthCopiesAndAssignmentKeepEveryHeadsBytes) {
   QuantizedBlock r(2, 128, 2, 2, 64, 64);
   r.reserve(1024);
   const std::uint8_t* data = r.key_codes(0);
-  for (int i = 0; i < 16; ++i) r.quantize_group(r.groups(), scalar(), GroupRows(2, 128, 64, i));
+  for (int i = 0; i < 16; ++i) r.quantize_group(r.groups(), scalar(r), GroupRows(2, 128, 64, i));
   EXPECT_EQ(r.key_codes(0), data);
   EXPECT_EQ(r.capacity(), 1024u);
 }
@@ -157,7 +160,7 @@ TEST(QuantizedBlock, GrowthCopiesAndAssignmentKeepEveryHeadsBytes) {
 // A group quantized past the end leaves holes: zero, all overlay, until they are quantized.
 TEST(QuantizedBlock, GroupsPastTheEndLeaveHoles) {
   QuantizedBlock b(2, 32, 2, 2, 16, 32);
-  b.quantize_group(2, scalar(), GroupRows(2, 32, 16, 1));
+  b.quantize_group(2, scalar(b), GroupRows(2, 32, 16, 1));
   ASSERT_EQ(b.tokens(), 48u);
   EXPECT_TRUE(b.is_hole(0));
   EXPECT_TRUE(b.is_hole(1));
@@ -168,12 +171,12 @@ TEST(QuantizedBlock, GroupsPastTheEndLeaveHoles) {
   }
   b.set_full_precision(40, false);  // a token of group 2 leaves full precision
   EXPECT_FALSE(b.is_hole(2));
-  b.quantize_group(0, scalar(), GroupRows(2, 32, 16, 2));
+  b.quantize_group(0, scalar(b), GroupRows(2, 32, 16, 2));
   EXPECT_TRUE(b.is_hole(1));
   EXPECT_EQ(b.tokens(), 48u);
   // Group 0 reads as a fresh block's group 0.
   QuantizedBlock fresh(2, 32, 2, 2, 16, 32);
-  fresh.quantize_group(0, scalar(), GroupRows(2, 32, 16, 2));
+  fresh.quantize_group(0, scalar(fresh), GroupRows(2, 32, 16, 2));
   for (std::size_t h = 0; h < 2; ++h)
     EXPECT_EQ(std::memcmp(b.key_codes(h), fresh.key_codes(h), fresh.key_code_bytes()), 0);
 }
@@ -182,7 +185,7 @@ TEST(QuantizedBlock, SizesMatchTheTileLayout) {
   // head_dim 128, 2-bit, groups of 64: a tile row of key codes is 8 tiles of 64 bytes, as is a
   // value tile row.
   QuantizedBlock b(8, 128, 2, 2, 64, 64);
-  b.quantize_group(b.groups(), scalar(), GroupRows(8, 128, 64, 1));
+  b.quantize_group(b.groups(), scalar(b), GroupRows(8, 128, 64, 1));
   EXPECT_EQ(b.key_code_bytes(), 4u * 512u);
   EXPECT_EQ(b.key_meta_count(), 128u);
   EXPECT_EQ(b.value_code_bytes(), 4u * 512u);

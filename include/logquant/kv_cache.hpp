@@ -332,9 +332,9 @@ class KVCache {
       const kernels::StateView st{&state.max[h0], &state.sum[h0], &state.acc[h0 * dim], per_kv};
       const float* q = &scaled[h0 * dim];
       if (read_codes)
-        kernels_->attend_quantized(quantized_.view(kv), q, begin, std::min(end, nq), st);
+        kernels_.attend_quantized(quantized_.view(kv), q, begin, std::min(end, nq), st);
       if (end > nq)
-        kernels_->attend_full(full_.view(kv, std::max(begin, nq) - nq, end - nq), q, st);
+        kernels_.attend_full(full_.view(kv, std::max(begin, nq) - nq, end - nq), q, st);
     }
     // acc is a linear combination of rotated values: rotate it back (sums and maxima are unchanged).
     for (std::size_t h = kv_begin * per_kv; h < kv_end * per_kv; ++h) rotation_.inverse(&state.acc[h * dim]);
@@ -410,7 +410,7 @@ class KVCache {
   const Selector& selector() const { return selector_; }
   const HadamardRotation& rotation() const { return rotation_; }
   /// The ISA whose kernels this cache runs.
-  Isa isa() const { return kernels_->isa; }
+  Isa isa() const { return kernels_.isa; }
   /// A view of one KV head's quantized block, as kernels see it.
   kernels::QuantizedHeadView quantized_view(std::size_t kv_head) const {
     detail::require(kv_head < cfg_.kv_heads, [&] {
@@ -427,7 +427,7 @@ class KVCache {
           const kernels::KernelTable& kernels)
       : cfg_(detail::validated(config)),
         selector_(std::move(selector)),
-        kernels_(&kernels),
+        kernels_(kernels.for_bits(cfg_.key_bits, cfg_.value_bits)),
         quantized_(cfg_.kv_heads, cfg_.head_dim, cfg_.key_bits, cfg_.value_bits, cfg_.key_group,
                    cfg_.value_group),
         full_(cfg_.kv_heads, cfg_.head_dim),
@@ -487,7 +487,7 @@ class KVCache {
   // quantized before any of its tokens leaves), as consecutive rows.
   void quantize_group(std::size_t g) {
     const std::size_t dim = cfg_.head_dim, first = full_.find(g * cfg_.key_group);
-    quantized_.quantize_group(g, *kernels_, [&](std::size_t kv) {
+    quantized_.quantize_group(g, kernels_, [&](std::size_t kv) {
       return std::make_pair(full_.keys(kv) + first * dim, full_.values(kv) + first * dim);
     });
   }
@@ -528,7 +528,7 @@ class KVCache {
 
   CacheConfig cfg_;
   Selector selector_;
-  const kernels::KernelTable* kernels_;
+  kernels::CacheKernels kernels_;  // this cache's bit widths, chosen once
   QuantizedBlock quantized_;         // complete key groups, all heads, one allocation
   FullPrecisionBlock full_;          // FP tokens: the selector's and the open group's
   std::size_t size_ = 0;

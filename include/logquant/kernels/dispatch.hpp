@@ -22,10 +22,11 @@
 #define LOGQUANT_DETAIL_DEFINE_COMPILED_ISAS 0
 #endif
 
+#include "scalar/kernels.hpp"
 #if LOGQUANT_DETAIL_DEFINE_COMPILED_ISAS && LOGQUANT_HAVE_X86_KERNELS
-#include "avx2/table.hpp"
-#include "avx512/table.hpp"
-#include "avxvnni/table.hpp"
+#include "avx2/kernels.hpp"
+#include "avx512/kernels.hpp"
+#include "avxvnni/kernels.hpp"
 #endif
 #if LOGQUANT_DETAIL_DEFINE_COMPILED_ISAS && LOGQUANT_HAVE_NEON_KERNELS
 #include "neon/table.hpp"

@@ -1,13 +1,12 @@
-// The kernel table: one struct of function pointers per ISA, filled once at start-up by dispatch.hpp
-// and held by each cache. Kernels take views (pointers and sizes), never vector types, so the
+// The kernel table: one struct of function pointers per ISA, filled once at start-up by dispatch.hpp,
+// with one entry per bit width, so a cache picks its kernels once (for_bits) and no kernel call
+// dispatches on a width. Kernels take views (pointers and sizes), never vector types, so the
 // dispatch boundary sits here, above every loop.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 
-#include "scalar/attention.hpp"
-#include "scalar/quantize.hpp"
 #include "views.hpp"
 
 namespace logquant {
@@ -30,25 +29,45 @@ inline const char* isa_name(Isa isa) {
 
 namespace kernels {
 
-struct KernelTable {
+/// Keys: `tokens` rows of head_dim floats, `row_stride` apart, quantized per channel into meta
+/// [head_dim] and ORed into the zeroed tile rows at `tiles` (scalar/quantize.hpp).
+using QuantizeKeyGroupFn = void (*)(const float* x, std::size_t tokens, std::size_t head_dim,
+                                    std::size_t row_stride, GroupParams* meta,
+                                    std::uint8_t* tiles);
+/// Values: one token in groups of `group` channels into meta [head_dim / group] and column
+/// `dense % 16` of the token-tile row at `tiles`.
+using QuantizeValueTokenFn = void (*)(const float* x, std::size_t head_dim, std::size_t group,
+                                      std::size_t dense, GroupParams* meta, std::uint8_t* tiles);
+using AttendQuantizedFn = void (*)(const QuantizedHeadView& v, const float* q, std::size_t begin,
+                                   std::size_t end, StateView st);
+using AttendFullFn = void (*)(const FullHeadView& v, const float* q, StateView st);
+
+/// Where a bit width (2, 4 or 8) sits in a table's per-width entries.
+inline constexpr std::size_t bits_index(unsigned bits) { return bits == 2 ? 0 : bits == 4 ? 1 : 2; }
+
+/// One ISA's kernels for one pair of bit widths: what a cache calls.
+struct CacheKernels {
   Isa isa;
-  void (*quantize_key_group)(const float* x, std::size_t tokens, std::size_t head_dim,
-                             std::size_t row_stride, unsigned bits, GroupParams* meta,
-                             std::uint8_t* tiles);
-  void (*quantize_value_token)(const float* x, std::size_t head_dim, std::size_t group,
-                               unsigned bits, std::size_t dense, GroupParams* meta,
-                               std::uint8_t* tiles);
-  void (*attend_quantized)(const QuantizedHeadView& v, const float* q, std::size_t begin,
-                           std::size_t end, StateView st);
-  void (*attend_full)(const FullHeadView& v, const float* q, StateView st);
+  QuantizeKeyGroupFn quantize_key_group;
+  QuantizeValueTokenFn quantize_value_token;
+  AttendQuantizedFn attend_quantized;
+  AttendFullFn attend_full;
 };
 
-inline const KernelTable& scalar_table() {
-  static const KernelTable table{Isa::kScalar, &scalar::quantize_key_group,
-                                 &scalar::quantize_value_token, &scalar::attend_quantized,
-                                 &scalar::attend_full};
-  return table;
-}
+struct KernelTable {
+  Isa isa;
+  QuantizeKeyGroupFn quantize_key_group[3];      // [bits_index(key bits)]
+  QuantizeValueTokenFn quantize_value_token[3];  // [bits_index(value bits)]
+  AttendQuantizedFn attend_quantized[3][3];      // [key bits][value bits]
+  AttendFullFn attend_full;
+
+  /// The kernels of a cache with these bit widths, chosen once when the cache is made.
+  CacheKernels for_bits(unsigned key_bits, unsigned value_bits) const {
+    const std::size_t k = bits_index(key_bits), v = bits_index(value_bits);
+    return {isa, quantize_key_group[k], quantize_value_token[v], attend_quantized[k][v],
+            attend_full};
+  }
+};
 
 }  // namespace kernels
 }  // namespace logquant

@@ -81,6 +81,8 @@ class QuantizedBlock {
 
   std::size_t heads() const { return heads_; }
   std::size_t key_group() const { return key_group_; }
+  unsigned key_bits() const { return key_bits_; }
+  unsigned value_bits() const { return value_bits_; }
   /// Positions held: [0, tokens()), a multiple of key_group().
   std::size_t tokens() const { return tokens_; }
   std::size_t groups() const { return tokens_ / key_group_; }
@@ -126,7 +128,7 @@ class QuantizedBlock {
   /// values per position. The group's positions are all overlay afterwards: the caller clears
   /// those that leave full precision. Grows the capacity (by half, at least to fit) when needed.
   template <class RowsOf>
-  void quantize_group(std::size_t g, const kernels::KernelTable& kernels, RowsOf&& rows_of) {
+  void quantize_group(std::size_t g, const kernels::CacheKernels& kernels, RowsOf&& rows_of) {
     const std::size_t t0 = g * key_group_, t1 = t0 + key_group_;
     if (t1 > tokens_) grow_to(t1);
     for (std::size_t h = 0; h < heads_; ++h) {
@@ -138,11 +140,11 @@ class QuantizedBlock {
       std::uint8_t* value_rows = value_codes(h) + t0 / kTileCols * value_row_;
       std::memset(key_rows, 0, key_group_ / kTileRows * key_row_);
       std::memset(value_rows, 0, key_group_ / kTileCols * value_row_);
-      kernels.quantize_key_group(keys, key_group_, head_dim_, head_dim_, key_bits_,
-                                 key_meta(h) + g * head_dim_, key_rows);
+      kernels.quantize_key_group(keys, key_group_, head_dim_, head_dim_, key_meta(h) + g * head_dim_,
+                                 key_rows);
       for (std::size_t i = 0; i < key_group_; ++i)
-        kernels.quantize_value_token(values + i * head_dim_, head_dim_, value_group_, value_bits_,
-                                     i, value_meta(h) + (t0 + i) * value_groups(),
+        kernels.quantize_value_token(values + i * head_dim_, head_dim_, value_group_, i,
+                                     value_meta(h) + (t0 + i) * value_groups(),
                                      value_rows + i / kTileCols * value_row_);
     }
     std::fill(full_precision_.begin() + static_cast<std::ptrdiff_t>(t0 / kTileCols),

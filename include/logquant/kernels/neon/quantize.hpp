@@ -143,7 +143,7 @@ inline void quantize_key_group(const float* x, std::size_t tokens, std::size_t h
   }
   for (c = 0; c < head_dim && ok; ++c) ok = in_half_range(lo[c], hi[c]);
   if (!ok) {  // the reference throws the error that names the bad element
-    scalar::quantize_key_group(x, tokens, head_dim, row_stride, Bits, meta, tiles);
+    scalar::quantize_key_group<Bits>(x, tokens, head_dim, row_stride, meta, tiles);
     return;
   }
 
@@ -199,7 +199,7 @@ inline void quantize_value_token(const float* x, std::size_t head_dim, std::size
     if (!(ok && in_half_range(lo, hi))) {
       // The reference throws the error naming the element; it rewrites the groups done so far
       // with the same metadata and ORs the same codes, so nothing differs.
-      scalar::quantize_value_token(x, head_dim, group, Bits, dense, meta, tiles);
+      scalar::quantize_value_token<Bits>(x, head_dim, group, dense, meta, tiles);
       return;
     }
     const GroupParams p = fit_from_range<Bits>(lo, hi, xg, group, 1);
@@ -232,29 +232,21 @@ inline void quantize_value_token(const float* x, std::size_t head_dim, std::size
 }  // namespace detail
 
 /// Keys: same contract and bytes as scalar::quantize_key_group.
-inline void quantize_key_group(const float* x, std::size_t tokens, std::size_t head_dim,
-                               std::size_t row_stride, unsigned bits, GroupParams* meta,
-                               std::uint8_t* tiles) {
-  if (tokens == 0 || head_dim == 0 || x == nullptr) {  // the reference's errors (or no-op)
-    scalar::quantize_key_group(x, tokens, head_dim, row_stride, bits, meta, tiles);
-    return;
-  }
-  kernels::with_bits(bits, [&](auto b) {
-    detail::quantize_key_group<decltype(b)::value>(x, tokens, head_dim, row_stride, meta, tiles);
-  });
+template <unsigned Bits>
+void quantize_key_group(const float* x, std::size_t tokens, std::size_t head_dim,
+                        std::size_t row_stride, GroupParams* meta, std::uint8_t* tiles) {
+  if (tokens == 0 || head_dim == 0 || x == nullptr)  // the reference's errors (or no-op)
+    return scalar::quantize_key_group<Bits>(x, tokens, head_dim, row_stride, meta, tiles);
+  detail::quantize_key_group<Bits>(x, tokens, head_dim, row_stride, meta, tiles);
 }
 
 /// Values: same contract and bytes as scalar::quantize_value_token.
-inline void quantize_value_token(const float* x, std::size_t head_dim, std::size_t group,
-                                 unsigned bits, std::size_t dense, GroupParams* meta,
-                                 std::uint8_t* tiles) {
-  if (group == 0 || head_dim % group != 0 || x == nullptr) {
-    scalar::quantize_value_token(x, head_dim, group, bits, dense, meta, tiles);
-    return;
-  }
-  kernels::with_bits(bits, [&](auto b) {
-    detail::quantize_value_token<decltype(b)::value>(x, head_dim, group, dense, meta, tiles);
-  });
+template <unsigned Bits>
+void quantize_value_token(const float* x, std::size_t head_dim, std::size_t group,
+                          std::size_t dense, GroupParams* meta, std::uint8_t* tiles) {
+  if (group == 0 || head_dim % group != 0 || x == nullptr)
+    return scalar::quantize_value_token<Bits>(x, head_dim, group, dense, meta, tiles);
+  detail::quantize_value_token<Bits>(x, head_dim, group, dense, meta, tiles);
 }
 
 }  // namespace neon

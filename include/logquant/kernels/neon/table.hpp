@@ -17,9 +17,18 @@ namespace neon {
 /// True where the NEON kernels are compiled: every AArch64 CPU runs them.
 inline bool supported() { return true; }
 
+/// Attention reads the bit widths from the view (the NEON kernels predate the per-width table),
+/// so every width pair gets the same entry.
 inline const kernels::KernelTable& table() {
-  static const kernels::KernelTable t{Isa::kNeon, &quantize_key_group, &quantize_value_token,
-                                      detail::best_attend_quantized(), &attend_full};
+  static const kernels::KernelTable t = [] {
+    const kernels::AttendQuantizedFn a = detail::best_attend_quantized();
+    return kernels::KernelTable{
+        Isa::kNeon,
+        {&quantize_key_group<2>, &quantize_key_group<4>, &quantize_key_group<8>},
+        {&quantize_value_token<2>, &quantize_value_token<4>, &quantize_value_token<8>},
+        {{a, a, a}, {a, a, a}, {a, a, a}},
+        &attend_full};
+  }();
   return t;
 }
 

@@ -19,18 +19,19 @@ namespace scalar {
 /// Attention of st.heads pre-scaled queries q [heads][head_dim] over the quantized block's
 /// positions [begin, end), folded into st; positions marked full precision get no weight. begin
 /// and end must be multiples of 16, so a value tile is never split (its int8 weights are quantized
-/// over the whole tile).
-inline void attend_quantized(const kernels::QuantizedHeadView& v, const float* q, std::size_t begin,
+/// over the whole tile). KeyBits and ValueBits are the view's bit widths.
+template <unsigned KeyBits, unsigned ValueBits>
+void attend_quantized(const kernels::QuantizedHeadView& v, const float* q, std::size_t begin,
                              std::size_t end, kernels::StateView st) {
   if (begin >= end) return;
   const std::size_t dim = v.head_dim, heads = st.heads;
   const std::size_t col_tiles = tiles_for(dim), padded = col_tiles * kTileCols;
-  const std::size_t value_tile = tile_bytes(v.value_bits);
+  const std::size_t value_tile = tile_bytes(ValueBits);
   const std::size_t value_groups = dim / v.value_group;
-  const TileMatrix keys{v.key_bits, col_tiles};
+  const TileMatrix keys{KeyBits, col_tiles};
 
-  const unsigned key_digits = kernels::operand_digits(v.key_bits);
-  const unsigned value_digits = kernels::operand_digits(v.value_bits);
+  const unsigned key_digits = kernels::operand_digits(KeyBits);
+  const unsigned value_digits = kernels::operand_digits(ValueBits);
   // Per-thread scratch, reused across calls: decode calls this once per KV head per step.
   thread_local std::vector<std::int8_t> q_hi, q_lo;
   thread_local std::vector<float> qscale, bias, scores;
@@ -83,7 +84,7 @@ inline void attend_quantized(const kernels::QuantizedHeadView& v, const float* q
         for (std::size_t c = g * v.value_group; c < (g + 1) * v.value_group; ++c) {
           std::int32_t hi = 0, lo = 0;
           for (std::size_t j = 0; j < kTileCols; ++j) {
-            const int code = tile_get(value_row + (c / kTileRows) * value_tile, v.value_bits,
+            const int code = tile_get(value_row + (c / kTileRows) * value_tile, ValueBits,
                                       c % kTileRows, j);
             hi += w_hi[j] * code;
             lo += w_lo[j] * code;

@@ -1,0 +1,38 @@
+// The AVX-512 kernels: kernels/generic/ compiled over avx512/vec.hpp, and their table. Only
+// dispatch.hpp includes this; it hands the table out only when supported().
+#pragma once
+
+#include "../../config.hpp"
+#include "../x86_cpu.hpp"
+
+#if LOGQUANT_HAVE_X86_KERNELS
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "../../quant/tile_layout.hpp"
+#include "../common.hpp"
+#include "../kernel_table.hpp"
+#include "../views.hpp"
+#include "vec.hpp"
+
+#define LOGQUANT_KERNEL LOGQUANT_TARGET_AVX512
+#define LOGQUANT_KERNEL_INLINE LOGQUANT_AVX512_INLINE
+
+LOGQUANT_X86_KERNELS_BEGIN
+
+namespace logquant {
+namespace avx512 {
+#include "../generic/attention.hpp"
+#include "../generic/quantize.hpp"
+#include "../generic/table.hpp"
+}  // namespace avx512
+}  // namespace logquant
+
+LOGQUANT_X86_KERNELS_END
+
+#undef LOGQUANT_KERNEL
+#undef LOGQUANT_KERNEL_INLINE
+#endif

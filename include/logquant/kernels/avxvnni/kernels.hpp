@@ -1,0 +1,38 @@
+// The AVX-VNNI kernels: kernels/generic/ compiled over avxvnni/vec.hpp, and their table. Only
+// dispatch.hpp includes this; it hands the table out only when supported().
+#pragma once
+
+#include "../../config.hpp"
+#include "../x86_cpu.hpp"
+
+#if LOGQUANT_HAVE_X86_KERNELS && LOGQUANT_HAVE_AVXVNNI_KERNELS
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "../../quant/tile_layout.hpp"
+#include "../common.hpp"
+#include "../kernel_table.hpp"
+#include "../views.hpp"
+#include "vec.hpp"
+
+#define LOGQUANT_KERNEL LOGQUANT_TARGET_AVXVNNI
+#define LOGQUANT_KERNEL_INLINE LOGQUANT_AVXVNNI_INLINE
+
+LOGQUANT_X86_KERNELS_BEGIN
+
+namespace logquant {
+namespace avxvnni {
+#include "../generic/attention.hpp"
+#include "../generic/quantize.hpp"
+#include "../generic/table.hpp"
+}  // namespace avxvnni
+}  // namespace logquant
+
+LOGQUANT_X86_KERNELS_END
+
+#undef LOGQUANT_KERNEL
+#undef LOGQUANT_KERNEL_INLINE
+#endif
