@@ -53,7 +53,7 @@
 /// The attribute of every function in logquant::avx2 (Haswell and later, Zen and later).
 #define LOGQUANT_TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
 /// AVX-VNNI (Alder Lake and later Intel client cores, Sierra Forest, Zen 5): vpdpbusd on YMM
-/// registers, VEX-encoded, without AVX-512. logquant::avxvnni is logquant::avx2's attention with
+/// registers, VEX-encoded, without AVX-512. logquant::avxvnni is logquant::avx2's ops layer with
 /// its u8 x s8 products on vpdpbusd; GCC 11 and clang 13 (Apple clang 13) first accept the target.
 #if (defined(__clang__) && __clang_major__ >= 13) || \
     (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 11)

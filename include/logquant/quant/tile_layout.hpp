@@ -18,6 +18,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 namespace logquant {
 
@@ -27,6 +28,14 @@ inline constexpr std::size_t kTileVectorBytes = 64;
 
 /// Bytes of one 16 x 16 tile of `bits`-bit codes (2, 4 or 8).
 inline constexpr std::size_t tile_bytes(unsigned bits) { return kTileRows * kTileCols * bits / 8; }
+
+/// ORs `bits` into the (unaligned) row dword at p: how the quantizers add a row's codes to a tile.
+inline void or_row_word(std::uint8_t* p, std::uint32_t bits) {
+  std::uint32_t word;
+  std::memcpy(&word, p, 4);
+  word |= bits;
+  std::memcpy(p, &word, 4);
+}
 
 /// Number of tiles needed to cover `n` rows or columns.
 inline constexpr std::size_t tiles_for(std::size_t n) { return (n + kTileRows - 1) / kTileRows; }
@@ -44,6 +53,13 @@ inline constexpr CodeSlot tile_slot(unsigned bits, std::size_t row, std::size_t 
   const std::size_t in_vector = col % columns_per_vector;
   return CodeSlot{vector * kTileVectorBytes + row * 4 + in_vector % 4,
                   static_cast<unsigned>((in_vector / 4) * bits)};
+}
+
+/// Bit offset of column `col` inside its row dword (tile_slot's byte within the dword, and shift):
+/// where the SIMD quantizers shift a column's code before OR-ing a row's codes together.
+inline constexpr int column_shift(unsigned bits, std::size_t col) {
+  const CodeSlot s = tile_slot(bits, 0, col);
+  return static_cast<int>(8 * (s.byte % 4) + s.shift);
 }
 
 /// Writes one code into a tile whose bytes start zeroed (codes are OR-ed in, never re-written).

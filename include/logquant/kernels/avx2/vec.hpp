@@ -278,18 +278,6 @@ LOGQUANT_AVX2_INLINE I widen(I acc) {
   else return _mm256_madd_epi16(acc, _mm256_set1_epi16(1));
 }
 
-/// Bit offset of column c inside its row dword: byte c % 4, field (c % cpv) / 4.
-inline constexpr int column_shift(unsigned bits, unsigned c) {
-  return static_cast<int>(8 * (c % 4) + bits * ((c % (32 / bits)) / 4));
-}
-
-LOGQUANT_AVX2_INLINE void or_word(std::uint8_t* p, std::uint32_t bits) {
-  std::uint32_t word;
-  std::memcpy(&word, p, 4);
-  word |= bits;
-  std::memcpy(p, &word, 4);
-}
-
 /// ORs one tile row of 16 codes (lane = column; columns 0-7 in codes[0], 8-15 in codes[1]).
 template <unsigned Bits>
 LOGQUANT_AVX2_INLINE void or_tile_row(const I* codes, std::uint8_t* tile, std::size_t row) {
@@ -312,15 +300,15 @@ LOGQUANT_AVX2_INLINE void or_tile_row(const I* codes, std::uint8_t* tile, std::s
   const auto d3 = static_cast<std::uint32_t>(_mm_cvtsi128_si32(_mm256_extracti128_si256(x[1], 1)));
   std::uint8_t* p = tile + row * 4;
   if constexpr (Bits == 2) {
-    or_word(p, d0 | d1 | d2 | d3);
+    or_row_word(p, d0 | d1 | d2 | d3);
   } else if constexpr (Bits == 4) {
-    or_word(p, d0 | d1);
-    or_word(p + kTileVectorBytes, d2 | d3);
+    or_row_word(p, d0 | d1);
+    or_row_word(p + kTileVectorBytes, d2 | d3);
   } else {
-    or_word(p, d0);
-    or_word(p + kTileVectorBytes, d1);
-    or_word(p + 2 * kTileVectorBytes, d2);
-    or_word(p + 3 * kTileVectorBytes, d3);
+    or_row_word(p, d0);
+    or_row_word(p + kTileVectorBytes, d1);
+    or_row_word(p + 2 * kTileVectorBytes, d2);
+    or_row_word(p + 3 * kTileVectorBytes, d3);
   }
 }
 

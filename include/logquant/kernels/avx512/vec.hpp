@@ -133,7 +133,7 @@ LOGQUANT_AVX512_INLINE __m512 transpose_reduce8_(const __m512* v) {
 }
 
 /// Lane i of the result (i < 4) is Op over the 16 lanes of v[i] (each 128-bit lane holds the
-/// same four results): transpose_reduce8 for at most four inputs, 13 instructions instead of 24.
+/// same four results): transpose_reduce8_ for at most four inputs, 13 instructions instead of 24.
 template <class Op>
 LOGQUANT_AVX512_INLINE __m512 transpose_reduce4_(const __m512* v) {
   const __m512 a0 = Op::apply(_mm512_unpacklo_ps(v[0], v[1]), _mm512_unpackhi_ps(v[0], v[1]));
@@ -287,13 +287,8 @@ LOGQUANT_AVX512_INLINE void or_tile_row(const I* codes, std::uint8_t* tile, std:
   alignas(64) std::uint32_t lanes[16];
   _mm512_store_si512(lanes, x);
   LOGQUANT_UNROLL
-  for (unsigned v = 0; v < Bits / 2; ++v) {
-    std::uint8_t* p = tile + v * kTileVectorBytes + row * 4;
-    std::uint32_t word;
-    std::memcpy(&word, p, 4);
-    word |= lanes[v * kCpv];
-    std::memcpy(p, &word, 4);
-  }
+  for (unsigned v = 0; v < Bits / 2; ++v)
+    or_row_word(tile + v * kTileVectorBytes + row * 4, lanes[v * kCpv]);
 }
 
 /// ORs codes << shift into the 16 dwords at p (one column of a value tile, rows = channels).

@@ -7,6 +7,7 @@
 
 #if LOGQUANT_HAVE_X86_KERNELS && LOGQUANT_HAVE_AVXVNNI_KERNELS
 #include <algorithm>
+#include <cassert>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>

@@ -1,6 +1,6 @@
 // The AVX-VNNI ops layer: avx2/vec.hpp with the int8 products on VEX vpdpbusd, four products
 // straight into int32 lanes: no int16 span to watch, and 8-bit codes are one plane, not two
-// nibbles. Zen 5 guest, LogQuant 2-bit W = 42, Llama-3-8B shape: 0.85-0.88 of AVX2's time in L2
+// nibbles. Against AVX2 on the Zen 5 guest: docs/performance.md, "What was tried"
 // (`bash scripts/ab_kernel.sh HEAD l2 4096 3000 avxvnni:avx2`).
 #pragma once
 
@@ -24,7 +24,7 @@ inline bool supported() { return kernels::x86_features().avx_vnni; }
 
 template <unsigned Bits>
 LOGQUANT_AVXVNNI_INLINE I plane(I x, unsigned k) {
-  const I mask = _mm256_set1_epi8(static_cast<char>((1u << (Bits % 8)) - 1u));
+  const I mask = _mm256_set1_epi8(static_cast<char>(Bits == 8 ? 0xffu : (1u << Bits) - 1u));
   if constexpr (Bits == 8) return x;
   else if (k == 0) return _mm256_and_si256(x, mask);
   else return _mm256_and_si256(_mm256_srli_epi16(x, static_cast<int>(k * Bits)), mask);

@@ -1,14 +1,14 @@
 // Quantize and pack, written once over an ISA's ops layer: the same bytes as scalar/quantize.hpp
 // (tests compare every byte). Keys scan tokens with channels in lanes, so the per-channel minimum
 // and maximum are lane-wise min/max in token order (the scalar's order, which also decides the
-// sign of a zero minimum); values reduce across lanes and fix that sign up. Included like
-// generic/attention.hpp; no include guard.
+// sign of a zero minimum); values reduce across lanes and fix that sign up. Inputs must be finite
+// and within the fp16 range: KVCache::append checks them, and unlike the scalar reference these
+// kernels do not. Included like generic/attention.hpp; no include guard.
 
 template <unsigned Bits>
 LOGQUANT_KERNEL void quantize_key_group(const float* x, std::size_t tokens, std::size_t head_dim,
                                         std::size_t row_stride, GroupParams* meta,
                                         std::uint8_t* tiles) {
-  constexpr std::size_t kParts = kTileCols / kLanes;
   const std::size_t col_tiles = tiles_for(head_dim), tb = tile_bytes(Bits);
   for (std::size_t ct = 0; ct < col_tiles; ++ct) {
     M m[kParts];
@@ -48,7 +48,7 @@ LOGQUANT_KERNEL void quantize_value_token(const float* x, std::size_t head_dim, 
                                           std::uint8_t* tiles) {
   const std::size_t j = dense % kTileCols, tb = tile_bytes(Bits);
   const std::size_t vec = j / (32 / Bits);  // the tile vector holding column j
-  const int shift = static_cast<int>(8 * (j % 4) + Bits * ((j % (32 / Bits)) / 4));
+  const int shift = column_shift(Bits, j);
   const std::size_t groups = head_dim / group;
   for (std::size_t g0 = 0; g0 < groups; g0 += kLanes) {  // metadata of kLanes groups at once
     const std::size_t ng = std::min<std::size_t>(kLanes, groups - g0);

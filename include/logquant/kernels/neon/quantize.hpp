@@ -44,13 +44,6 @@ inline uint8x16_t encode16(const float* x, const float* min, const float* inv) {
   return vcombine_u8(vmovn_u16(lo), vmovn_u16(hi));
 }
 
-inline void or_u32(std::uint8_t* p, std::uint32_t bits) {
-  std::uint32_t word;
-  std::memcpy(&word, p, 4);
-  word |= bits;
-  std::memcpy(p, &word, 4);
-}
-
 /// ORs the 16 codes of tile row `row` (columns 0..15) into a tile: the four bytes of a row per
 /// vector hold columns 4w .. 4w + 3 of word w at shift (w % (8 / Bits)) * Bits (tile_layout.hpp).
 /// The shifted words never overlap, so a horizontal add is an OR.
@@ -60,18 +53,18 @@ inline void put_tile_row(std::uint8_t* tile, std::size_t row, uint8x16_t codes) 
   std::uint8_t* p = tile + row * 4;
   if constexpr (Bits == 2) {
     const int32x4_t shifts = {0, 2, 4, 6};
-    or_u32(p, vaddvq_u32(vshlq_u32(words, shifts)));
+    or_row_word(p, vaddvq_u32(vshlq_u32(words, shifts)));
   } else if constexpr (Bits == 4) {
     const int32x4_t shifts = {0, 4, 0, 4};
     const uint32x4_t shifted = vshlq_u32(words, shifts);
     const uint32x4_t pairs = vpaddq_u32(shifted, shifted);
-    or_u32(p, vgetq_lane_u32(pairs, 0));
-    or_u32(p + kTileVectorBytes, vgetq_lane_u32(pairs, 1));
+    or_row_word(p, vgetq_lane_u32(pairs, 0));
+    or_row_word(p + kTileVectorBytes, vgetq_lane_u32(pairs, 1));
   } else {
-    or_u32(p, vgetq_lane_u32(words, 0));
-    or_u32(p + kTileVectorBytes, vgetq_lane_u32(words, 1));
-    or_u32(p + 2 * kTileVectorBytes, vgetq_lane_u32(words, 2));
-    or_u32(p + 3 * kTileVectorBytes, vgetq_lane_u32(words, 3));
+    or_row_word(p, vgetq_lane_u32(words, 0));
+    or_row_word(p + kTileVectorBytes, vgetq_lane_u32(words, 1));
+    or_row_word(p + 2 * kTileVectorBytes, vgetq_lane_u32(words, 2));
+    or_row_word(p + 3 * kTileVectorBytes, vgetq_lane_u32(words, 3));
   }
 }
 
