@@ -46,7 +46,7 @@ MUTATIONS = [
      "SinkSelector accepts sink + recent that wraps around"),
 ]
 
-ALL_ISAS = ["scalar", "avx2", "avxvnni", "avx512", "neon"]
+ALL_ISAS = ["scalar", "avx2", "avxvnni", "avx512", "neon", "neon_dotprod"]
 
 
 def run(cmd, cwd, env=None, log=None):
@@ -96,8 +96,9 @@ def main():
     src = os.path.join(scratch, "src")
     # Where each ISA's suite is built: scalar as the scalar-only build (no SIMD table exists, as on
     # a host without them, so no test can compare against another table), NEON cross-built.
+    aarch64 = os.path.join(scratch, "build-aarch64")
     build_of = {"scalar": os.path.join(scratch, "build-scalar-only"),
-                "neon": os.path.join(scratch, "build-aarch64")}
+                "neon": aarch64, "neon_dotprod": aarch64}
     host = os.path.join(scratch, "build")
     jobs = str(os.cpu_count() or 2)
 
@@ -112,12 +113,11 @@ def main():
         isas = subprocess.run([helper], check=True, capture_output=True,
                               text=True).stdout.strip().split(",")
         if args.aarch64:
-            isas.append("neon")
+            isas += ["neon", "neon_dotprod"]
     common = ["-DCMAKE_BUILD_TYPE=RelWithDebInfo", "-DLOGQUANT_BUILD_BENCHMARKS=OFF",
               "-DLOGQUANT_BUILD_EXAMPLES=OFF"]
-    extra_of = {"scalar": ["-DLOGQUANT_SCALAR_ONLY=ON"],
-                "neon": ["--toolchain",
-                         os.path.join(src, "cmake/toolchains/aarch64-linux-gnu.cmake")]}
+    cross = ["--toolchain", os.path.join(src, "cmake/toolchains/aarch64-linux-gnu.cmake")]
+    extra_of = {"scalar": ["-DLOGQUANT_SCALAR_ONLY=ON"], "neon": cross, "neon_dotprod": cross}
     builds = []
     for isa in isas:
         entry = (build_of.get(isa, host), extra_of.get(isa, []))

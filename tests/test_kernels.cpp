@@ -1,6 +1,6 @@
 // Every kernel table, with the ISA as the test parameter, so test names end in /scalar, /avx2,
-// /avxvnni, /avx512 or /neon. Each table, the scalar reference included, is checked against the
-// independent reference of tests/reference.hpp (a naive quantizer and attention in double, no
+// /avxvnni, /avx512, /neon or /neon_dotprod. Each table, the scalar reference included, is checked
+// against the independent reference of tests/reference.hpp (a naive quantizer and attention in double, no
 // library code): quantize kernels code for code, attention within a bound derived from the
 // quantization step. The SIMD tables are also checked against the scalar table: integer outputs
 // (codes, packed bytes, fp16 metadata) byte for byte, float outputs within a tolerance stated next
@@ -37,8 +37,8 @@ namespace {
 using namespace logquant;
 using kernels::KernelTable;
 
-const std::vector<Isa> kAllIsas = {Isa::kScalar, Isa::kAvx2, Isa::kAvxVnni, Isa::kAvx512,
-                                   Isa::kNeon};
+const std::vector<Isa> kAllIsas = {Isa::kScalar, Isa::kAvx2,  Isa::kAvxVnni,
+                                   Isa::kAvx512, Isa::kNeon, Isa::kNeonDotprod};
 const std::vector<std::size_t> kHeadDims = {8, 16, 24, 64, 80, 96, 128, 256};
 
 // ---------------------------------------------------------------------------------------------
@@ -716,21 +716,10 @@ TEST_P(Kernels, KVCacheMatchesScalarCache) {
   }
 }
 
-#if LOGQUANT_HAVE_X86_KERNELS
-LOGQUANT_X86_KERNELS_BEGIN
-// The vector exps against std::exp over the softmax range (x <= 0): at most 2 ulp down to -87
-// (where results are normal floats). Measured here: see the printed maxima.
-LOGQUANT_TARGET_AVX512 void avx512_exp(const float* x, float* y, std::size_t n) {
-  for (std::size_t i = 0; i < n; i += 16)
-    _mm512_storeu_ps(y + i, avx512::exp_ps(_mm512_loadu_ps(x + i)));
-}
-LOGQUANT_TARGET_AVX2 void avx2_exp(const float* x, float* y, std::size_t n) {
-  for (std::size_t i = 0; i < n; i += 8)
-    _mm256_storeu_ps(y + i, avx2::exp_ps(_mm256_loadu_ps(x + i)));
-}
-
-// The AVX-512 and AVX2 exps (avxvnni runs the AVX2 one; scalar uses std::exp; NEON's has its
-// own test in test_neon.cpp).
+// The vector exps of kernels/generic/attention.hpp against std::exp over the softmax range
+// (x <= 0): at most 2 ulp down to -87 (where results are normal floats). Measured here: see the
+// printed maxima. One per ops layer's scale_pow2 (avxvnni and neon_dotprod run the avx2 and neon
+// ones; scalar uses std::exp).
 void check_vector_exp(void (*vector_exp)(const float*, float*, std::size_t)) {
   std::vector<float> x;
   for (float v = 0.0f; v > -87.0f; v = std::nextafter(v - 1e-4f * (1.0f - v), -100.0f))
@@ -760,6 +749,17 @@ void check_vector_exp(void (*vector_exp)(const float*, float*, std::size_t)) {
   }
 }
 
+#if LOGQUANT_HAVE_X86_KERNELS
+LOGQUANT_X86_KERNELS_BEGIN
+LOGQUANT_TARGET_AVX512 void avx512_exp(const float* x, float* y, std::size_t n) {
+  for (std::size_t i = 0; i < n; i += 16)
+    _mm512_storeu_ps(y + i, avx512::exp_ps(_mm512_loadu_ps(x + i)));
+}
+LOGQUANT_TARGET_AVX2 void avx2_exp(const float* x, float* y, std::size_t n) {
+  for (std::size_t i = 0; i < n; i += 8)
+    _mm256_storeu_ps(y + i, avx2::exp_ps(_mm256_loadu_ps(x + i)));
+}
+
 TEST(VectorExp, Avx512WithinTwoUlp) {
   LOGQUANT_REQUIRE_OR_SKIP(Isa::kAvx512);
   check_vector_exp(avx512_exp);
@@ -770,6 +770,17 @@ TEST(VectorExp, Avx2WithinTwoUlp) {
   check_vector_exp(avx2_exp);
 }
 LOGQUANT_X86_KERNELS_END
+#endif
+
+#if LOGQUANT_HAVE_NEON_KERNELS
+void neon_exp(const float* x, float* y, std::size_t n) {
+  for (std::size_t i = 0; i < n; i += 4) vst1q_f32(y + i, neon::exp_ps(vld1q_f32(x + i)));
+}
+
+TEST(VectorExp, NeonWithinTwoUlp) {
+  LOGQUANT_REQUIRE_OR_SKIP(Isa::kNeon);
+  check_vector_exp(neon_exp);
+}
 #endif
 
 // ---------------------------------------------------------------------------------------------
@@ -803,6 +814,7 @@ TEST(Dispatch, SupportedIsasAreBestFirstAndEndInScalar) {
             LOGQUANT_HAVE_AVXVNNI_KERNELS && kernels::x86_features().avx_vnni);
   EXPECT_EQ(kernels::isa_supported(Isa::kAvx512), kernels::x86_features().avx512_vnni);
   EXPECT_FALSE(kernels::isa_supported(Isa::kNeon));
+  EXPECT_FALSE(kernels::isa_supported(Isa::kNeonDotprod));
 #endif
 }
 

@@ -32,6 +32,26 @@
 #else
 #define LOGQUANT_HAVE_NEON_KERNELS 0
 #endif
+// The NEON kernels on SDOT (ARMv8.2 dotprod), chosen at run time: with -march=...+dotprod, or by
+// target attribute with GCC 10 and later. Clang before 17 declares the intrinsics only under
+// __ARM_FEATURE_DOTPROD, so without that flag it builds the ARMv8.0 kernels alone.
+#if LOGQUANT_HAVE_NEON_KERNELS && \
+    (defined(__ARM_FEATURE_DOTPROD) || (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 10))
+#define LOGQUANT_HAVE_NEON_DOTPROD_KERNELS 1
+#else
+#define LOGQUANT_HAVE_NEON_DOTPROD_KERNELS 0
+#endif
+
+// Fully unrolls a short loop with a compile-time trip count (heads of a block, vectors of a tile),
+// so its per-iteration accumulators live in registers: GCC 12 at -O2 kept them in memory
+// otherwise (measured: a 16K-token decode at Llama-3-8B shape went from 6.3 to 3.9 ms).
+#if defined(__clang__)
+#define LOGQUANT_UNROLL _Pragma("unroll")
+#elif defined(__GNUC__)
+#define LOGQUANT_UNROLL _Pragma("GCC unroll 16")
+#else
+#define LOGQUANT_UNROLL
+#endif
 
 #if defined(__GNUC__) || defined(__clang__)
 #define LOGQUANT_RESTRICT __restrict__

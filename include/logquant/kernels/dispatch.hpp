@@ -1,7 +1,7 @@
 // Run-time choice of kernels. Every ISA compiled into this build is listed once, best first, with
 // a check of whether this CPU can run it; the choice is made once per process (the first call of
-// default_table), not per kernel call. LOGQUANT_ISA=scalar|avx2|avxvnni|avx512|neon forces one,
-// and an unknown or unsupported name is an error, never a silent fallback.
+// default_table), not per kernel call. LOGQUANT_ISA=scalar|avx2|avxvnni|avx512|neon|neon_dotprod
+// forces one, and an unknown or unsupported name is an error, never a silent fallback.
 //
 // With LOGQUANT_SEPARATE_KERNELS (config.hpp) only compiled_isas() sees the ISA kernels, and it
 // is defined once, in the unit that defines LOGQUANT_KERNELS_IMPLEMENTATION; every other unit
@@ -29,7 +29,8 @@
 #include "avxvnni/kernels.hpp"
 #endif
 #if LOGQUANT_DETAIL_DEFINE_COMPILED_ISAS && LOGQUANT_HAVE_NEON_KERNELS
-#include "neon/table.hpp"
+#include "neon/kernels.hpp"
+#include "neon_dotprod/kernels.hpp"
 #endif
 
 namespace logquant {
@@ -65,6 +66,9 @@ const std::vector<IsaKernels>& compiled_isas() {
       {Isa::kAvxVnni, &avxvnni::supported, &avxvnni::table},
 #endif
       {Isa::kAvx2, &avx2::supported, &avx2::table},
+#endif
+#if LOGQUANT_HAVE_NEON_DOTPROD_KERNELS
+      {Isa::kNeonDotprod, &neon_dotprod::supported, &neon_dotprod::table},
 #endif
 #if LOGQUANT_HAVE_NEON_KERNELS
       {Isa::kNeon, &neon::supported, &neon::table},
@@ -105,10 +109,11 @@ inline const KernelTable& table_for(Isa isa) {
 
 /// Parses an ISA name as LOGQUANT_ISA spells it; throws InvalidArgument on an unknown name.
 inline Isa parse_isa(const std::string& name) {
-  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvxVnni, Isa::kAvx512, Isa::kNeon})
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvxVnni, Isa::kAvx512, Isa::kNeon,
+                  Isa::kNeonDotprod})
     if (name == isa_name(isa)) return isa;
   throw InvalidArgument("logquant: LOGQUANT_ISA='" + name +
-                        "' is not one of scalar, avx2, avxvnni, avx512, neon");
+                        "' is not one of scalar, avx2, avxvnni, avx512, neon, neon_dotprod");
 }
 
 /// The choice default_table() makes, given the value of LOGQUANT_ISA (null or empty: unset): the

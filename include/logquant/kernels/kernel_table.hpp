@@ -12,10 +12,12 @@
 namespace logquant {
 
 /// Instruction sets logquant has kernels for. kAvxVnni: the AVX2 kernels with VEX vpdpbusd
-/// (AVX-VNNI CPUs without AVX-512, e.g. Intel client cores since Alder Lake).
-enum class Isa { kScalar, kAvx2, kAvx512, kNeon, kAvxVnni };
+/// (AVX-VNNI CPUs without AVX-512, e.g. Intel client cores since Alder Lake). kNeon: ARMv8.0
+/// Advanced SIMD, every AArch64 CPU; kNeonDotprod: the same with SDOT (ARMv8.2 dotprod).
+enum class Isa { kScalar, kAvx2, kAvx512, kNeon, kAvxVnni, kNeonDotprod };
 
-/// The name LOGQUANT_ISA uses for an ISA: "scalar", "avx2", "avxvnni", "avx512" or "neon".
+/// The name LOGQUANT_ISA uses for an ISA: "scalar", "avx2", "avxvnni", "avx512", "neon" or
+/// "neon_dotprod".
 inline const char* isa_name(Isa isa) {
   switch (isa) {
     case Isa::kScalar: return "scalar";
@@ -23,6 +25,7 @@ inline const char* isa_name(Isa isa) {
     case Isa::kAvxVnni: return "avxvnni";
     case Isa::kAvx512: return "avx512";
     case Isa::kNeon: return "neon";
+    case Isa::kNeonDotprod: return "neon_dotprod";
   }
   return "unknown";
 }

@@ -41,15 +41,6 @@
 #endif
 // clang-format on
 
-// Fully unrolls a short loop with a compile-time trip count (heads of a block, vectors of a tile),
-// so its per-iteration accumulators live in registers: GCC 12 at -O2 kept them in memory
-// otherwise (measured: a 16K-token decode at Llama-3-8B shape went from 6.3 to 3.9 ms).
-#if defined(__clang__)
-#define LOGQUANT_UNROLL _Pragma("unroll")
-#else
-#define LOGQUANT_UNROLL _Pragma("GCC unroll 16")
-#endif
-
 /// The attribute of every function in logquant::avx2 (Haswell and later, Zen and later).
 #define LOGQUANT_TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
 /// AVX-VNNI (Alder Lake and later Intel client cores, Sierra Forest, Zen 5): vpdpbusd on YMM

@@ -1,235 +1,286 @@
-// Small NEON (AArch64) building blocks shared by the NEON kernels: the int8 dot product of four
-// tile rows with a four-byte operand in two flavours, the run-time check that picks between them,
-// fp16 metadata loads and a vector exp. ARMv8.2 dotprod (SDOT) does a dot product in one
-// instruction; the ARMv8.0 baseline, which every AArch64 CPU has, widens with SMULL and pair-adds
-// with SADALP. Both give exactly the same integers.
+// The NEON (AArch64, ARMv8.0) ops layer: the vocabulary of kernels/generic/ (see avx512/vec.hpp) on
+// 4 lanes, a 16-lane tile row as four vectors. Every AArch64 CPU runs it, so it needs no target
+// attribute. Where NEON differs from x86, the op hides it:
+// - masked loads and stores do not exist: a partial mask goes lane by lane (tails only, and the
+//   FP overlay's lanes of a score tile);
+// - min and max keep x86's operand rule (a < b ? a : b), which the quantizer's tie order between
+//   +0 and -0 relies on; FMIN would take -0;
+// - the int8 products are signed x signed (SMULL), so 8-bit codes (0-255) go in as two nibbles, as
+//   on AVX2; neon_dotprod/vec.hpp puts them on SDOT;
+// - fp16 rounding towards -inf/+inf has no instruction: fit_params calls GroupQuantizer::fit per
+//   lane (once per key group and channel, or per value group).
 #pragma once
 
 #include "../../config.hpp"
 
 #if LOGQUANT_HAVE_NEON_KERNELS
-
 #include <arm_neon.h>
 
+#include <cfloat>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 #include "../../quant/group_quantizer.hpp"
 #include "../../quant/tile_layout.hpp"
-#include "../common.hpp"
+#include "../kernel_table.hpp"
 
-#if defined(__linux__)
-#include <sys/auxv.h>
-#endif
-
-// LOGQUANT_NEON_DOTPROD: whether the SDOT path is compiled. With -march=...+dotprod it needs no
-// attribute. Otherwise GCC compiles it for armv8.2-a+dotprod by target attribute (the "+dotprod"
-// spelling alone is rejected when inlining GCC's own dotprod intrinsics) and the kernels check
-// HWCAP_ASIMDDP at run time; every CPU with dotprod implements Armv8.2, so that is safe. Clang
-// before 17 declares the intrinsics only under __ARM_FEATURE_DOTPROD, so it gets the baseline.
-#if defined(__ARM_FEATURE_DOTPROD)
-#define LOGQUANT_NEON_DOTPROD 1
-#define LOGQUANT_NEON_DOTPROD_TARGET __attribute__((flatten))
-#elif defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 10
-#define LOGQUANT_NEON_DOTPROD 1
-// flatten: the kernel templates have no target attribute of their own, so GCC inlines them (and
-// the SDOT helpers inside) only into a caller that has it; flatten makes that happen everywhere.
-#define LOGQUANT_NEON_DOTPROD_TARGET __attribute__((target("arch=armv8.2-a+dotprod"), flatten))
-#else
-#define LOGQUANT_NEON_DOTPROD 0
-#endif
-
-#if defined(__GNUC__) || defined(__clang__)
-#define LOGQUANT_NEON_BASELINE_TARGET __attribute__((flatten))
-#else
-#define LOGQUANT_NEON_BASELINE_TARGET
-#endif
+// Nothing to enable: every AArch64 CPU has Advanced SIMD.
+#define LOGQUANT_TARGET_NEON
+#define LOGQUANT_NEON_INLINE inline __attribute__((always_inline))
 
 namespace logquant {
 namespace neon {
-namespace detail {
 
-/// True when this CPU executes SDOT (ARMv8.2 dotprod): always with -march=...+dotprod, else from
-/// the kernel's HWCAP_ASIMDDP bit on Linux; false elsewhere (the baseline path is then used).
-inline bool cpu_has_dotprod() {
-#if defined(__ARM_FEATURE_DOTPROD)
-  return true;
-#elif LOGQUANT_NEON_DOTPROD && defined(__linux__) && defined(AT_HWCAP)
-  constexpr unsigned long kHwcapAsimddp = 1ul << 20;  // HWCAP_ASIMDDP in <asm/hwcap.h>
-  return (getauxval(AT_HWCAP) & kHwcapAsimddp) != 0;
-#else
-  return false;
-#endif
+using F = float32x4_t;
+using I = int32x4_t;
+using M = uint32x4_t;  // a lane mask: all ones in selected lanes
+inline constexpr Isa kIsa = Isa::kNeon;
+inline constexpr std::size_t kLanes = 4;
+inline constexpr int kRegisters = 32;
+inline constexpr std::size_t kHeadBlock = 4;
+inline constexpr int kReduceWidth = 4;
+inline constexpr int kFullHeads = 4;
+inline constexpr float kExpFloor = -87.33654f;  // below, 2^n built in the exponent underflows
+inline bool supported() { return true; }      // Advanced SIMD is part of every AArch64 CPU
+
+LOGQUANT_NEON_INLINE M first_lanes(std::size_t n) {
+  const uint32x4_t lane = {0, 1, 2, 3};
+  return vcltq_u32(lane, vdupq_n_u32(static_cast<std::uint32_t>(n > 4 ? 4 : n)));
 }
-
-/// ARMv8.0 dot products: SMULL widens 8 bytes to 16-bit products (|code * digit| <= 128 * 128
-/// fits), SADALP adds adjacent pairs into 32 bits. Each accumulator half holds, per row, two
-/// partial sums; finish() adds them pairwise into one sum per row.
-struct WideningDot {
-  struct Acc {
-    int32x4_t rows01;  // rows 0 and 1 of the block, two partial sums each
-    int32x4_t rows23;
-  };
-  static Acc zero() { return Acc{vdupq_n_s32(0), vdupq_n_s32(0)}; }
-  /// acc.row[r] += Σ_{k<4} codes[4r + k] * operand[4 * kWord + k] for the 4 rows r of `codes`.
-  template <int kWord>
-  static void add(Acc& acc, int8x16_t codes, int8x16_t operand) {
-    const int8x16_t op =
-        vreinterpretq_s8_s32(vdupq_laneq_s32(vreinterpretq_s32_s8(operand), kWord));
-    acc.rows01 = vpadalq_s16(acc.rows01, vmull_s8(vget_low_s8(codes), vget_low_s8(op)));
-    acc.rows23 = vpadalq_s16(acc.rows23, vmull_high_s8(codes, op));
-  }
-  static int32x4_t finish(const Acc& acc) { return vpaddq_s32(acc.rows01, acc.rows23); }
-};
-
-#if LOGQUANT_NEON_DOTPROD
-/// ARMv8.2 dot products: one SDOT (by element) per four rows and four columns.
-struct SdotDot {
-  struct Acc {
-    int32x4_t rows;
-  };
-  static Acc zero() { return Acc{vdupq_n_s32(0)}; }
-  template <int kWord>
-#if !defined(__ARM_FEATURE_DOTPROD)
-  __attribute__((target("arch=armv8.2-a+dotprod")))
-#endif
-  static void add(Acc& acc, int8x16_t codes, int8x16_t operand) {
-    acc.rows = vdotq_laneq_s32(acc.rows, codes, operand, kWord);
-  }
-  static int32x4_t finish(const Acc& acc) { return acc.rows; }
-};
-#endif
-
-/// The codes of rows [4 reg, 4 reg + 4) of one tile as four int8 vectors: out[w] holds, per row,
-/// the four consecutive columns that pair with operand word w (columns 4w .. 4w + 3). This is the
-/// tile layout of quant/tile_layout.hpp read back: vector v, shift k * Bits gives columns
-/// v * cpv + 4k .. + 3, i.e. word v * (8 / Bits) + k. 8-bit codes (0..255) do not fit int8, so they
-/// come back as code - 128 (x ^ 0x80), and the caller adds 128 * Σ operand back.
-template <unsigned Bits>
-inline void load_codes(const std::uint8_t* tile, std::size_t reg, int8x16_t out[4]) {
-  const std::uint8_t* p = tile + reg * 16;
-  if constexpr (Bits == 2) {
-    const uint8x16_t r = vld1q_u8(p), mask = vdupq_n_u8(3);
-    out[0] = vreinterpretq_s8_u8(vandq_u8(r, mask));
-    out[1] = vreinterpretq_s8_u8(vandq_u8(vshrq_n_u8(r, 2), mask));
-    out[2] = vreinterpretq_s8_u8(vandq_u8(vshrq_n_u8(r, 4), mask));
-    out[3] = vreinterpretq_s8_u8(vshrq_n_u8(r, 6));
-  } else if constexpr (Bits == 4) {
-    const uint8x16_t r0 = vld1q_u8(p), r1 = vld1q_u8(p + kTileVectorBytes);
-    const uint8x16_t mask = vdupq_n_u8(15);
-    out[0] = vreinterpretq_s8_u8(vandq_u8(r0, mask));
-    out[1] = vreinterpretq_s8_u8(vshrq_n_u8(r0, 4));
-    out[2] = vreinterpretq_s8_u8(vandq_u8(r1, mask));
-    out[3] = vreinterpretq_s8_u8(vshrq_n_u8(r1, 4));
-  } else {
-    const uint8x16_t bias = vdupq_n_u8(0x80);
-    for (int w = 0; w < 4; ++w)
-      out[w] = vreinterpretq_s8_u8(veorq_u8(vld1q_u8(p + w * kTileVectorBytes), bias));
-  }
+LOGQUANT_NEON_INLINE M lane_bits(unsigned bits) {
+  const uint32x4_t bit = {1, 2, 4, 8};
+  return vtstq_u32(vdupq_n_u32(bits), bit);
 }
+LOGQUANT_NEON_INLINE bool all_lanes(M m) { return vminvq_u32(m) == 0xffffffffu; }
 
-/// Integer dot products of rows [4 reg, 4 reg + 4) of `tiles` consecutive tiles with the operands
-/// of H heads: for head h, tile i pairs with the 16 bytes at hi + h * head_stride + 16 i (and lo,
-/// the second digit, when Digits == 2). One pass over the codes serves all H heads (GQA).
-/// Results are exact int32 per row; 8-bit codes still carry their -128 offset (see load_codes).
-template <class Dot, unsigned Bits, unsigned Digits, std::size_t H>
-inline void dot_rows(const std::uint8_t* tiles, std::size_t count, std::size_t reg,
-                     const std::int8_t* hi, const std::int8_t* lo, std::size_t head_stride,
-                     int32x4_t out_hi[H], int32x4_t out_lo[H]) {
-  typename Dot::Acc acc_hi[H], acc_lo[H];
-  for (std::size_t h = 0; h < H; ++h) acc_hi[h] = acc_lo[h] = Dot::zero();
-  for (std::size_t i = 0; i < count; ++i) {
-    int8x16_t codes[4];
-    load_codes<Bits>(tiles + i * tile_bytes(Bits), reg, codes);
-    for (std::size_t h = 0; h < H; ++h) {
-      const int8x16_t op_hi = vld1q_s8(hi + h * head_stride + i * 16);
-      Dot::template add<0>(acc_hi[h], codes[0], op_hi);
-      Dot::template add<1>(acc_hi[h], codes[1], op_hi);
-      Dot::template add<2>(acc_hi[h], codes[2], op_hi);
-      Dot::template add<3>(acc_hi[h], codes[3], op_hi);
-      if constexpr (Digits == 2) {
-        const int8x16_t op_lo = vld1q_s8(lo + h * head_stride + i * 16);
-        Dot::template add<0>(acc_lo[h], codes[0], op_lo);
-        Dot::template add<1>(acc_lo[h], codes[1], op_lo);
-        Dot::template add<2>(acc_lo[h], codes[2], op_lo);
-        Dot::template add<3>(acc_lo[h], codes[3], op_lo);
-      }
-    }
-  }
-  for (std::size_t h = 0; h < H; ++h) {
-    out_hi[h] = Dot::finish(acc_hi[h]);
-    out_lo[h] = Digits == 2 ? Dot::finish(acc_lo[h]) : vdupq_n_s32(0);
-  }
+/// The lanes of m from p (0 elsewhere) without touching the others: whole vectors where m is full.
+template <class T>
+LOGQUANT_NEON_INLINE void copy_lanes(T* to, const T* from, M m) {
+  std::uint32_t on[4];
+  vst1q_u32(on, m);
+  for (int i = 0; i < 4; ++i)
+    if (on[i]) to[i] = from[i];
 }
-
-/// dot_rows for `heads` heads, in blocks of up to four (a block's accumulators stay in registers).
-template <class Dot, unsigned Bits, unsigned Digits>
-inline void dot_rows_heads(const std::uint8_t* tiles, std::size_t count, std::size_t reg,
-                           const std::int8_t* hi, const std::int8_t* lo, std::size_t head_stride,
-                           std::size_t heads, int32x4_t* out_hi, int32x4_t* out_lo) {
-  std::size_t h = 0;
-  for (; h + 4 <= heads; h += 4)
-    dot_rows<Dot, Bits, Digits, 4>(tiles, count, reg, hi + h * head_stride,
-                                   lo + h * head_stride, head_stride, out_hi + h, out_lo + h);
-  const std::int8_t* hi_rest = hi + h * head_stride;
-  const std::int8_t* lo_rest = lo + h * head_stride;
-  switch (heads - h) {
-    case 3:
-      dot_rows<Dot, Bits, Digits, 3>(tiles, count, reg, hi_rest, lo_rest, head_stride, out_hi + h,
-                                     out_lo + h);
-      break;
-    case 2:
-      dot_rows<Dot, Bits, Digits, 2>(tiles, count, reg, hi_rest, lo_rest, head_stride, out_hi + h,
-                                     out_lo + h);
-      break;
-    case 1:
-      dot_rows<Dot, Bits, Digits, 1>(tiles, count, reg, hi_rest, lo_rest, head_stride, out_hi + h,
-                                     out_lo + h);
-      break;
-    default: break;
-  }
+LOGQUANT_NEON_INLINE F zero() { return vdupq_n_f32(0.0f); }
+LOGQUANT_NEON_INLINE F set1(float x) { return vdupq_n_f32(x); }
+LOGQUANT_NEON_INLINE F load(const float* p) { return vld1q_f32(p); }
+LOGQUANT_NEON_INLINE F loadz(const float* p, M m) {
+  if (all_lanes(m)) return vld1q_f32(p);
+  float x[4] = {};
+  copy_lanes(x, p, m);
+  return vld1q_f32(x);
 }
-
-/// Scales and minimums of four GroupParams (fp16 pairs) as floats; FCVTL is exact, like
-/// half_to_float.
-inline void load_params(const GroupParams* p, float32x4_t& scale, float32x4_t& min) {
-  const uint16x4x2_t raw = vld2_u16(reinterpret_cast<const std::uint16_t*>(p));
-  scale = vcvt_f32_f16(vreinterpret_f16_u16(raw.val[0]));
-  min = vcvt_f32_f16(vreinterpret_f16_u16(raw.val[1]));
+LOGQUANT_NEON_INLINE void store(float* p, F v) { vst1q_f32(p, v); }
+LOGQUANT_NEON_INLINE void store(float* p, M m, F v) {
+  if (all_lanes(m)) return vst1q_f32(p, v);
+  float x[4];
+  vst1q_f32(x, v);
+  copy_lanes(p, x, m);
 }
-
-/// Four int32 lanes (values within int8) and the next four, ... to 16 bytes in lane order.
-inline int8x16_t narrow_bytes(int32x4_t a, int32x4_t b, int32x4_t c, int32x4_t d) {
-  const int16x8_t ab = vcombine_s16(vmovn_s32(a), vmovn_s32(b));
-  const int16x8_t cd = vcombine_s16(vmovn_s32(c), vmovn_s32(d));
-  return vcombine_s8(vmovn_s16(ab), vmovn_s16(cd));
+LOGQUANT_NEON_INLINE F add(F a, F b) { return vaddq_f32(a, b); }
+LOGQUANT_NEON_INLINE F sub(F a, F b) { return vsubq_f32(a, b); }
+LOGQUANT_NEON_INLINE F mul(F a, F b) { return vmulq_f32(a, b); }
+LOGQUANT_NEON_INLINE F max(F a, F b) { return vbslq_f32(vcgtq_f32(a, b), a, b); }
+LOGQUANT_NEON_INLINE F min(F a, F b) { return vbslq_f32(vcltq_f32(a, b), a, b); }
+LOGQUANT_NEON_INLINE F fmadd(F a, F b, F c) { return vfmaq_f32(c, a, b); }
+LOGQUANT_NEON_INLINE F fnmadd(F a, F b, F c) { return vfmsq_f32(c, a, b); }
+LOGQUANT_NEON_INLINE F max_abs(F acc, F x) { return vmaxq_f32(acc, vabsq_f32(x)); }
+LOGQUANT_NEON_INLINE F select(M m, F a, F b) { return vbslq_f32(m, a, b); }
+LOGQUANT_NEON_INLINE F maskz(M m, F a) {
+  return vreinterpretq_f32_u32(vandq_u32(m, vreinterpretq_u32_f32(a)));
 }
-
-}  // namespace detail
-
-/// exp(x) for softmax arguments x <= 0, 0 for x = -inf. exp(x) = 2^n exp(r) with n = round(x /
-/// ln 2) and r = x - n ln 2 in [-ln2/2, ln2/2] (ln 2 in two parts, the first with few mantissa
-/// bits so n * part is exact), then the Taylor series of exp(r) to r^7 (truncation < 6e-9
-/// relative). 2^n is built in the exponent field, so results below FLT_MIN (x < -87.3) are 0 where
-/// std::exp gives a denormal below 1.2e-38. The error against std::exp is measured in the tests.
-inline float32x4_t exp_ps(float32x4_t x) {
-  const float32x4_t lowest = vdupq_n_f32(-87.33654f);
-  const uint32x4_t in_range = vcgeq_f32(x, lowest);  // false for -inf (and NaN)
-  x = vmaxq_f32(x, lowest);
-  const float32x4_t n = vrndnq_f32(vmulq_n_f32(x, 1.44269504088896341f));
-  float32x4_t r = vfmsq_f32(x, n, vdupq_n_f32(0.693359375f));  // x - n * ln2_hi
-  r = vfmsq_f32(r, n, vdupq_n_f32(-2.12194440e-4f));             // - n * ln2_lo
-  float32x4_t p = vdupq_n_f32(1.0f / 5040.0f);
-  p = vfmaq_f32(vdupq_n_f32(1.0f / 720.0f), p, r);
-  p = vfmaq_f32(vdupq_n_f32(1.0f / 120.0f), p, r);
-  p = vfmaq_f32(vdupq_n_f32(1.0f / 24.0f), p, r);
-  p = vfmaq_f32(vdupq_n_f32(1.0f / 6.0f), p, r);
-  p = vfmaq_f32(vdupq_n_f32(0.5f), p, r);
-  p = vfmaq_f32(vdupq_n_f32(1.0f), p, r);
-  p = vfmaq_f32(vdupq_n_f32(1.0f), p, r);
+LOGQUANT_NEON_INLINE bool any_greater(F a, F b) { return vmaxvq_u32(vcgtq_f32(a, b)) != 0; }
+LOGQUANT_NEON_INLINE F round_nearest(F x) { return vrndnq_f32(x); }
+/// p 2^n with 2^n built in the exponent field: 0 where x < kExpFloor (where std::exp gives a
+/// denormal under 1.2e-38).
+LOGQUANT_NEON_INLINE F scale_pow2(F p, F n, F x) {
+  const uint32x4_t in_range = vcgeq_f32(x, vdupq_n_f32(kExpFloor));
   const int32x4_t pow2n = vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127)), 23);
-  const float32x4_t e = vmulq_f32(p, vreinterpretq_f32_s32(pow2n));
-  return vreinterpretq_f32_u32(vandq_u32(in_range, vreinterpretq_u32_f32(e)));
+  return maskz(in_range, vmulq_f32(p, vreinterpretq_f32_s32(pow2n)));
+}
+/// Lane i of v in every lane (i is a constant once the callers' loops are unrolled).
+LOGQUANT_NEON_INLINE F lane(F v, int i) {
+  switch (i) {
+    case 0: return vdupq_laneq_f32(v, 0);
+    case 1: return vdupq_laneq_f32(v, 1);
+    case 2: return vdupq_laneq_f32(v, 2);
+    default: return vdupq_laneq_f32(v, 3);
+  }
+}
+/// Lanes [k, 4) of v moved down to [0, 4 - k).
+LOGQUANT_NEON_INLINE F lanes_down(F v, int k) {
+  switch (k) {
+    case 0: return v;
+    case 1: return vextq_f32(v, v, 1);
+    case 2: return vextq_f32(v, v, 2);
+    default: return vextq_f32(v, v, 3);
+  }
+}
+/// kernels::operand_inverse(limit, max) in every lane.
+LOGQUANT_NEON_INLINE F operand_inverse(float limit, F max) {
+  const F inv = vdivq_f32(vdupq_n_f32(limit), max);
+  return maskz(vcleq_f32(inv, vdupq_n_f32(FLT_MAX)), inv);
+}
+LOGQUANT_NEON_INLINE float reduce_max(F v) { return vmaxvq_f32(v); }
+LOGQUANT_NEON_INLINE float reduce_min(F v) { return vminvq_f32(v); }
+LOGQUANT_NEON_INLINE float reduce_add(F v) { return vaddvq_f32(v); }
+
+struct MaxOp {
+  LOGQUANT_NEON_INLINE static F pairwise(F a, F b) { return vpmaxq_f32(a, b); }
+};
+struct AddOp {
+  LOGQUANT_NEON_INLINE static F pairwise(F a, F b) { return vpaddq_f32(a, b); }
+};
+/// Lane i of the result (i < N <= 4) is Op over the 4 lanes of v[i] (v has kReduceWidth entries,
+/// all initialised): two rounds of pairwise operations.
+template <class Op, int N>
+LOGQUANT_NEON_INLINE F transpose_reduce(const F* v) {
+  return Op::pairwise(Op::pairwise(v[0], v[1]), Op::pairwise(v[2], v[3]));
+}
+LOGQUANT_NEON_INLINE F transpose_sum(const F* v) { return transpose_reduce<AddOp, 4>(v); }
+
+LOGQUANT_NEON_INLINE I load_int(const void* p) {
+  return vreinterpretq_s32_u8(vld1q_u8(static_cast<const std::uint8_t*>(p)));
+}
+LOGQUANT_NEON_INLINE I maskz_int(M m, I a) { return vandq_s32(vreinterpretq_s32_u32(m), a); }
+LOGQUANT_NEON_INLINE I add_int(I a, I b) { return vaddq_s32(a, b); }
+LOGQUANT_NEON_INLINE I to_int(F x) { return vcvtnq_s32_f32(x); }  // ties to even, as cvtps
+LOGQUANT_NEON_INLINE F to_float(I x) { return vcvtq_f32_s32(x); }
+LOGQUANT_NEON_INLINE I digit_hi(I x) { return vshrq_n_s32(x, 7); }
+LOGQUANT_NEON_INLINE I digit_lo(I x) { return vandq_s32(x, vdupq_n_s32(127)); }
+/// 16 int32 lanes (v[0..3], values within int8) to 16 bytes in lane order.
+LOGQUANT_NEON_INLINE void store_bytes16(std::int8_t* p, const I* v) {
+  const int16x8_t a = vcombine_s16(vmovn_s32(v[0]), vmovn_s32(v[1]));
+  const int16x8_t b = vcombine_s16(vmovn_s32(v[2]), vmovn_s32(v[3]));
+  vst1q_s8(p, vcombine_s8(vmovn_s16(a), vmovn_s16(b)));
+}
+LOGQUANT_NEON_INLINE void store_bytes64(std::int8_t* p, const I* v) {
+  for (int i = 0; i < 4; ++i) store_bytes16(p + 16 * i, v + 4 * i);
+}
+LOGQUANT_NEON_INLINE I broadcast4(const std::int8_t* p) {
+  std::int32_t v;
+  std::memcpy(&v, p, 4);
+  return vdupq_n_s32(v);
+}
+
+/// Four packed GroupParams (scale | min << 16 per dword) as floats (FCVTL is exact).
+LOGQUANT_NEON_INLINE void split_params(I raw, F& scale, F& min) {
+  const uint32x4_t r = vreinterpretq_u32_s32(raw);
+  scale = vcvt_f32_f16(vreinterpret_f16_u16(vmovn_u32(r)));
+  min = vcvt_f32_f16(vreinterpret_f16_u16(vshrn_n_u32(r, 16)));
+}
+LOGQUANT_NEON_INLINE I load_params(const GroupParams* p, M m) {
+  static_assert(sizeof(GroupParams) == 4, "one dword per GroupParams");
+  std::uint32_t x[4] = {};
+  copy_lanes(x, reinterpret_cast<const std::uint32_t*>(p), m);
+  return vreinterpretq_s32_u32(vld1q_u32(x));
+}
+LOGQUANT_NEON_INLINE void store_params(GroupParams* p, M m, I v) {
+  std::uint32_t x[4];
+  vst1q_u32(x, vreinterpretq_u32_s32(v));
+  copy_lanes(reinterpret_cast<std::uint32_t*>(p), x, m);
+}
+/// GroupQuantizer<Bits>::fit of each lane's range [lo, hi], as dwords (scale | min << 16): fit
+/// itself, as fp16 has no directed-rounding conversion here.
+template <unsigned Bits>
+LOGQUANT_NEON_INLINE I fit_params(F lo, F hi) {
+  float l[4], h[4];
+  std::uint32_t out[4];
+  vst1q_f32(l, lo);
+  vst1q_f32(h, hi);
+  for (int i = 0; i < 4; ++i) {
+    const float range[2] = {l[i], h[i]};
+    const GroupParams p = GroupQuantizer<Bits>::fit(range, 2);
+    std::memcpy(&out[i], &p, 4);
+  }
+  return vreinterpretq_s32_u32(vld1q_u32(out));
+}
+/// 1 / scale, or 0 where scale is 0 (GroupQuantizer::inverse).
+LOGQUANT_NEON_INLINE F inverse_scale(F scale) {
+  return maskz(vmvnq_u32(vceqzq_f32(scale)), vdivq_f32(vdupq_n_f32(1.0f), scale));
+}
+/// GroupQuantizer::encode on 4 lanes: round half to even (FCVTNS), clamped to the codes.
+template <unsigned Bits>
+LOGQUANT_NEON_INLINE I encode(F x, F min, F inv) {
+  const I r = vcvtnq_s32_f32(vmulq_f32(vsubq_f32(x, min), inv));
+  return vminq_s32(vmaxq_s32(r, vdupq_n_s32(0)), vdupq_n_s32(static_cast<int>((1u << Bits) - 1u)));
+}
+
+/// Plane k of a code vector (columns [4k, 4k + 4) of each lane's row) as bytes; 8-bit codes as
+/// their two nibbles, since the products are signed. Nibbles sits in its own namespace: argument-
+/// dependent lookup would otherwise add this dot_add to neon_dotprod's, and the call is ambiguous.
+namespace detail {
+struct Nibbles {
+  I lo, hi;
+};
+}  // namespace detail
+template <unsigned Bits>
+LOGQUANT_NEON_INLINE auto plane(I x, unsigned k) {
+  const uint8_t mask = Bits == 8 ? 15 : (1u << Bits) - 1u;
+  const uint8x16_t b = vreinterpretq_u8_s32(x);
+  if constexpr (Bits == 8)
+    return detail::Nibbles{vreinterpretq_s32_u8(vandq_u8(b, vdupq_n_u8(mask))),
+                   vreinterpretq_s32_u8(vshrq_n_u8(b, 4))};
+  else
+    return vreinterpretq_s32_u8(
+        vandq_u8(vshlq_u8(b, vdupq_n_s8(static_cast<std::int8_t>(-static_cast<int>(k * Bits)))),
+                 vdupq_n_u8(mask)));
+}
+/// Σ over each lane's 4 bytes of plane x operand (SMULL: 16-bit products, ADDP: pairs,
+/// SADALP: into the int32 lane).
+LOGQUANT_NEON_INLINE I dot4(I acc, I plane, I operand) {
+  const int8x16_t a = vreinterpretq_s8_s32(plane), b = vreinterpretq_s8_s32(operand);
+  const int16x8_t pairs =
+      vpaddq_s16(vmull_s8(vget_low_s8(a), vget_low_s8(b)), vmull_high_s8(a, b));
+  return vpadalq_s16(acc, pairs);
+}
+template <unsigned Bits, class P>
+LOGQUANT_NEON_INLINE I dot_add(I acc, P plane, I operand) {
+  if constexpr (Bits == 8)
+    return vmlaq_n_s32(dot4(acc, plane.lo, operand), dot4(vdupq_n_s32(0), plane.hi, operand), 16);
+  else
+    return dot4(acc, plane, operand);
+}
+/// dot_add sums are int32 already: no column-tile limit (kDotSpan 0) and nothing to widen.
+template <unsigned Bits>
+inline constexpr std::size_t kDotSpan = 0;
+template <unsigned Bits>
+LOGQUANT_NEON_INLINE I widen(I acc) { return acc; }
+
+/// ORs one tile row of 16 codes (lane = column, 4 columns per vector) into its row dwords: the
+/// shifted fields never overlap, so the horizontal add is an OR.
+template <unsigned Bits>
+LOGQUANT_NEON_INLINE void or_tile_row(const I* codes, std::uint8_t* tile, std::size_t row) {
+  constexpr unsigned kPerWord = 8 / Bits;  // code vectors per row dword
+  for (unsigned w = 0; w < Bits / 2; ++w) {
+    uint32x4_t x = vdupq_n_u32(0);
+    for (unsigned p = w * kPerWord; p < (w + 1) * kPerWord; ++p) {
+      const int32x4_t shifts = {column_shift(Bits, 4 * p), column_shift(Bits, 4 * p + 1),
+                                column_shift(Bits, 4 * p + 2), column_shift(Bits, 4 * p + 3)};
+      x = vorrq_u32(x, vshlq_u32(vreinterpretq_u32_s32(codes[p]), shifts));
+    }
+    or_row_word(tile + row * 4 + w * kTileVectorBytes, vaddvq_u32(x));
+  }
+}
+LOGQUANT_NEON_INLINE void or_value_codes(std::uint8_t* p, I codes, int shift) {
+  const uint32x4_t x = vreinterpretq_u32_u8(vld1q_u8(p));
+  const uint32x4_t c = vshlq_u32(vreinterpretq_u32_s32(codes), vdupq_n_s32(shift));
+  vst1q_u8(p, vreinterpretq_u8_u32(vorrq_u32(x, c)));
+}
+
+/// The value metadata of one tile's 16 tokens as floats by group (see avx512/vec.hpp).
+LOGQUANT_NEON_INLINE void load_value_meta(const GroupParams* meta, std::size_t groups,
+                                          float* scale, float* min) {
+  for (std::size_t g = 0; g < groups; ++g)
+    for (std::size_t j = 0; j < 16; j += 4) {
+      std::uint32_t raw[4];
+      for (std::size_t i = 0; i < 4; ++i) std::memcpy(&raw[i], meta + (j + i) * groups + g, 4);
+      F sc, mn;
+      split_params(vreinterpretq_s32_u32(vld1q_u32(raw)), sc, mn);
+      vst1q_f32(scale + g * 16 + j, sc);
+      vst1q_f32(min + g * 16 + j, mn);
+    }
 }
 
 }  // namespace neon
