@@ -1,7 +1,8 @@
 // Quantize+pack and pack/unpack benchmarks. The kernel table's quantizers (per ISA) write codes
 // straight into the tile layout: one key group (per channel over W tokens) and value tokens (per
 // token, groups of channels), at head dim 128 and the default value group 64. pack_codes /
-// unpack_codes convert between dense code arrays and tiles (portable code, one ISA).
+// unpack_codes convert between dense code arrays and tiles (portable code, one ISA). dequantize:
+// a cache's codes back to fp32 rows, against a plain fp32 copy.
 #include <benchmark/benchmark.h>
 
 #include <cstddef>
@@ -99,6 +100,32 @@ void bench_pack(benchmark::State& st, unsigned bits, bool unpack) {
   st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations() * packed.size()));
 }
 
+// KVCache::dequantize over the first `tokens` positions of a Llama-3-8B-shape cache (LogQuant
+// W = 42, 2-bit), against a plain copy of as many fp32 bytes (isa:fp32-copy, std::memcpy). Bytes
+// processed = fp32 bytes written, keys and values.
+void bench_dequantize(benchmark::State& st, const logquant::kernels::KernelTable* table,
+                      std::size_t tokens) {
+  const TokenPool pool(kLlama3, tokens, 5);
+  logquant::KVCache<logquant::LogSelector> cache(
+      config_for(kLlama3, Kind::kLogQuant2W42), logquant::LogSelector(42),
+      table != nullptr ? *table : logquant::kernels::scalar_table());
+  if (table != nullptr) fill(cache, pool, tokens);
+  const std::size_t n = tokens * pool.row;
+  std::vector<float> k(n), v(n);
+  for (auto _ : st) {
+    if (table != nullptr) {
+      cache.dequantize(0, tokens, k.data(), v.data());
+    } else {
+      std::memcpy(k.data(), pool.keys.data(), n * sizeof(float));
+      std::memcpy(v.data(), pool.values.data(), n * sizeof(float));
+    }
+    benchmark::DoNotOptimize(k.data());
+    benchmark::DoNotOptimize(v.data());
+    benchmark::ClobberMemory();
+  }
+  st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations() * 2 * n * sizeof(float)));
+}
+
 }  // namespace
 
 void register_quantize_benchmarks() {
@@ -116,6 +143,18 @@ void register_quantize_benchmarks() {
       benchmark::RegisterBenchmark(
           ("quantize/values/bits:" + b + "/isa:" + isa_s + "/tokens:16/dim:128/group:64").c_str(),
           [&table, bits](benchmark::State& st) { bench_value_tokens(st, table, bits); });
+    }
+  }
+  for (std::size_t tokens : {std::size_t{1024}, std::size_t{16384}}) {
+    const std::string suffix = "/tokens:" + std::to_string(tokens) + "/shape:llama3-8b";
+    benchmark::RegisterBenchmark(
+        ("dequantize/isa:fp32-copy" + suffix).c_str(),
+        [tokens](benchmark::State& st) { bench_dequantize(st, nullptr, tokens); });
+    for (logquant::Isa isa : bench_isas()) {
+      const auto* table = &logquant::kernels::table_for(isa);
+      benchmark::RegisterBenchmark(
+          ("dequantize/isa:" + std::string(logquant::isa_name(isa)) + suffix).c_str(),
+          [table, tokens](benchmark::State& st) { bench_dequantize(st, table, tokens); });
     }
   }
   for (unsigned bits : {2u, 4u, 8u}) {

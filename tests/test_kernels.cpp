@@ -478,6 +478,53 @@ TEST_P(Kernels, AttendFullMatchesScalar) {
 // except where x lies within 1e-4 of a step from a rounding tie: the kernels evaluate
 // (x - min) * (1 / scale) in float, the reference (x - min) / scale in double, so there either
 // rounding is right and the codes may differ by one.
+// The decode kernels against the scalar table, bit for bit (min + code * scale has one rounding):
+// every width pair and head dim, key groups of 16 to 320, ranges that start and end inside tiles
+// and groups, and an output stride wider than a row, whose gaps must stay untouched.
+TEST_P(Kernels, DequantizeMatchesScalarBits) {
+  LOGQUANT_SKIP_SELF_COMPARISON();
+  using logquant_test::Overlay;
+  const std::vector<logquant_test::Layout> layouts = {
+      {16, 208, Overlay::kSome}, {48, 240, Overlay::kNone}, {320, 640, Overlay::kSome}};
+  std::size_t cases = 0;
+  for (std::size_t di = 0; di < kHeadDims.size(); ++di)
+    for (unsigned key_bits : {2u, 4u, 8u})
+      for (unsigned value_bits : {2u, 4u, 8u}) {
+        const std::size_t dim = kHeadDims[di];
+        const std::vector<std::size_t> groups_choice = value_groups(dim);
+        const std::size_t value_group = groups_choice[(di + key_bits) % groups_choice.size()];
+        const QuantizedBlock block =
+            make_block(dim, key_bits, value_bits, value_group, layouts[(di + value_bits) % 3],
+                       static_cast<std::uint32_t>(10 * di + key_bits + value_bits));
+        const std::size_t n = block.view.tokens, stride = dim + 3;
+        const kernels::CacheKernels want_k = ref().for_bits(key_bits, value_bits);
+        const kernels::CacheKernels got_k = table().for_bits(key_bits, value_bits);
+        for (const auto& [begin, end] : std::vector<std::pair<std::size_t, std::size_t>>{
+                 {0, n}, {5, n - 3}, {17, 18}, {n - 1, n}, {47, 97}, {7, 7}}) {
+          SCOPED_TRACE("head_dim " + std::to_string(dim) + ", bits " + std::to_string(key_bits) +
+                       "/" + std::to_string(value_bits) + ", key_group " +
+                       std::to_string(block.view.key_group) + ", range [" +
+                       std::to_string(begin) + ", " + std::to_string(end) + ")");
+          for (bool keys : {true, false}) {
+            std::vector<float> want((end - begin) * stride + 1, -7.5f), got = want;
+            (keys ? want_k.dequantize_keys : want_k.dequantize_values)(block.view, begin, end,
+                                                                       want.data(), stride);
+            (keys ? got_k.dequantize_keys : got_k.dequantize_values)(block.view, begin, end,
+                                                                     got.data(), stride);
+            ASSERT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * sizeof(float)))
+                << (keys ? "keys" : "values");
+            for (std::size_t i = 0; i < want.size(); ++i) {
+              if (i % stride >= dim || i == want.size() - 1) {
+                ASSERT_EQ(got[i], -7.5f) << i;
+              }
+            }
+          }
+          ++cases;
+        }
+      }
+  EXPECT_EQ(cases, kHeadDims.size() * 9 * 6);
+}
+
 TEST_P(Kernels, QuantizeMatchesIndependentReference) {
   std::size_t checked = 0, ties = 0;
   auto check = [&](const logquant_ref::Grid& g, const GroupParams& p, const float* x,
@@ -682,6 +729,24 @@ void expect_cache_matches_scalar(const KernelTable& table, const CacheConfig& cf
                           a.tokens * (cfg.head_dim / a.value_group) * sizeof(GroupParams)),
               0)
         << "value metadata, kv head " << kv;
+  }
+  // dequantize by this table's kernels equals the scalar cache's reconstruct() bit for bit over
+  // any range (inside groups and tiles, across the FP tail), and the fp16 overload rounds it.
+  std::vector<float> rk(n * row), rv(n * row);
+  want.reconstruct(rk.data(), rv.data());
+  for (const auto& [b, e] : std::vector<std::pair<std::size_t, std::size_t>>{
+           {0, n}, {3, n / 2 + 5}, {n - 20, n}, {n - 1, n}, {16, 17}}) {
+    SCOPED_TRACE("dequantize [" + std::to_string(b) + ", " + std::to_string(e) + ")");
+    std::vector<float> k((e - b) * row), v(k.size());
+    got.dequantize(b, e, k.data(), v.data());
+    ASSERT_EQ(0, std::memcmp(k.data(), &rk[b * row], k.size() * sizeof(float)));
+    ASSERT_EQ(0, std::memcmp(v.data(), &rv[b * row], v.size() * sizeof(float)));
+    std::vector<std::uint16_t> hk(k.size()), hv(k.size());
+    got.dequantize(b, e, hk.data(), hv.data());
+    for (std::size_t i = 0; i < k.size(); ++i) {
+      ASSERT_EQ(hk[i], float_to_half(k[i])) << i;
+      ASSERT_EQ(hv[i], float_to_half(v[i])) << i;
+    }
   }
   // Attention over everything (tolerances as in AttendQuantizedMatchesScalar), and a split at a
   // tile boundary inside the quantized block.

@@ -4,7 +4,10 @@
 #include <gtest/gtest.h>
 
 #include <Eigen/Dense>
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <string>
@@ -280,6 +283,51 @@ TEST(KVCache, ReconstructKeepsFullPrecisionTokensExact) {
       ASSERT_EQ(rv[p * 64 + i], d.values[p * 64 + i]);
     }
   EXPECT_EQ(cache.full_precision_positions().size() + cache.quantized_size(), 300u);
+}
+
+// dequantize(begin, end) is reconstruct()'s rows [begin, end) bit for bit, for ranges anywhere
+// (inside key groups and tiles, over the FP tail, empty), rotation included; with nothing
+// quantized it returns the input exactly. A bad range or a null output throws and writes nothing.
+TEST(KVCache, DequantizeIsReconstructOverAnyRange) {
+  CacheConfig cfg = config(32, 2);
+  cfg.rotate = true;
+  const Data d = make_data(300, 2, 32, 9);
+  const std::size_t row = 64;
+  const auto cache = filled(cfg, LogSelector(8), d, 300);
+  std::vector<float> rk(d.keys.size()), rv(d.values.size());
+  cache.reconstruct(rk.data(), rv.data());
+  std::mt19937 rng(4);
+  for (int i = 0; i < 60; ++i) {
+    std::size_t b = rng() % 301, e = rng() % 301;
+    if (b > e) std::swap(b, e);
+    std::vector<float> k((e - b) * row + 1, 9.0f), v(k.size(), 9.0f);
+    cache.dequantize(b, e, k.data(), v.data());
+    ASSERT_EQ(0, std::memcmp(k.data(), &rk[b * row], (e - b) * row * sizeof(float))) << b << " " << e;
+    ASSERT_EQ(0, std::memcmp(v.data(), &rv[b * row], (e - b) * row * sizeof(float))) << b << " " << e;
+    ASSERT_EQ(k.back(), 9.0f);  // nothing past the range
+  }
+  const auto full = filled(config(32, 2), FullSelector(), d, 300);
+  std::vector<float> k(100 * row), v(100 * row);
+  full.dequantize(150, 250, k.data(), v.data());
+  EXPECT_TRUE(std::equal(k.begin(), k.end(), d.keys.begin() + 150 * row));
+  EXPECT_TRUE(std::equal(v.begin(), v.end(), d.values.begin() + 150 * row));
+
+  std::fill(k.begin(), k.end(), 9.0f);
+  EXPECT_THROW(cache.dequantize(5, 4, k.data(), v.data()), InvalidArgument);
+  EXPECT_THROW(cache.dequantize(250, 301, k.data(), v.data()), InvalidArgument);
+  EXPECT_THROW(cache.dequantize(0, 1, nullptr, v.data()), InvalidArgument);
+  EXPECT_THROW(cache.dequantize(0, 1, k.data(), static_cast<float*>(nullptr)), InvalidArgument);
+  std::vector<std::uint16_t> h(100 * row, 7);
+  EXPECT_THROW(cache.dequantize(0, 301, h.data(), h.data()), InvalidArgument);
+  EXPECT_TRUE(std::all_of(k.begin(), k.end(), [](float x) { return x == 9.0f; }));
+  EXPECT_TRUE(std::all_of(h.begin(), h.end(), [](std::uint16_t x) { return x == 7; }));
+  try {
+    cache.dequantize(250, 301, k.data(), v.data());
+  } catch (const InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("KVCache::dequantize: range [250, 301)"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_NO_THROW(cache.dequantize(7, 7, static_cast<float*>(nullptr), nullptr));
 }
 
 // One append of n tokens or any split of it: bit-identical attend output and memory.

@@ -104,7 +104,9 @@ TEST(QuantizedBlock, GrowthCopiesAndAssignmentKeepEveryHeadsBytes) {
     std::vector<float> k(40), v(40);
     for (std::size_t h = 0; h < 3; ++h)
       for (std::size_t i = 0; i < 48; i += 7) {
-        b.dequantize(h, g * 48 + i, k.data(), v.data());
+        const std::size_t p = g * 48 + i;
+        scalar(b).dequantize_keys(b.view(h), p, p + 1, k.data(), 40);
+        scalar(b).dequantize_values(b.view(h), p, p + 1, v.data(), 40);
         for (std::size_t c = 0; c < 40; ++c) {
           ASSERT_NEAR(k[c], rows.keys[(h * 48 + i) * 40 + c], 4.0 / 3 * 1.01) << h << " " << i;
           ASSERT_NEAR(v[c], rows.values[(h * 48 + i) * 40 + c], 2.0 / 15 * 1.01) << h << " " << i;

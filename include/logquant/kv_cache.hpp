@@ -383,27 +383,61 @@ class KVCache {
     return r;
   }
 
-  /// Debug accessor: the cache as attention sees it, [size()][kv_heads][head_dim] by position.
-  /// FP tokens are exact (up to float rounding of the rotation when config().rotate); quantized
-  /// tokens are dequantized from their codes and metadata.
-  void reconstruct(float* keys, float* values) const {
-    detail::require((keys != nullptr && values != nullptr) || size_ == 0,
-                    "KVCache::reconstruct: keys and values must not be null");
+  /// The cache as attention sees it over positions [begin, end), for engines that run their own
+  /// attention over part of it (a large prefill chunk as one GEMM, offload to another device):
+  /// keys and values are written as [end - begin][kv_heads][head_dim] floats by position. FP tokens
+  /// are exact (up to float rounding of the rotation when config().rotate); quantized ones are
+  /// decoded from their codes by this cache's kernels, GroupQuantizer::decode bit for bit on every
+  /// ISA. Throws InvalidArgument, writing nothing, unless begin <= end <= size() and, for a
+  /// non-empty range, both pointers are set.
+  void dequantize(std::size_t begin, std::size_t end, float* keys, float* values) const {
+    check_range("KVCache::dequantize", begin, end, keys != nullptr && values != nullptr);
     const std::size_t dim = cfg_.head_dim, row = token_floats();
+    const std::size_t coded_end = std::min(end, quantized_.tokens());
     const std::vector<std::size_t>& fp = full_.positions();
+    const std::size_t first = std::lower_bound(fp.begin(), fp.end(), begin) - fp.begin();
+    const std::size_t last = std::lower_bound(fp.begin(), fp.end(), end) - fp.begin();
     for (std::size_t kv = 0; kv < cfg_.kv_heads; ++kv) {
-      for (std::size_t i = 0; i < fp.size(); ++i) {
-        std::copy_n(full_.keys(kv) + i * dim, dim, keys + fp[i] * row + kv * dim);
-        std::copy_n(full_.values(kv) + i * dim, dim, values + fp[i] * row + kv * dim);
+      // Every position below quantized_block_size() from its codes, then the FP tokens over them
+      // (the overlay's, and all those above).
+      if (begin < coded_end) {
+        kernels_.dequantize_keys(quantized_.view(kv), begin, coded_end, keys + kv * dim, row);
+        kernels_.dequantize_values(quantized_.view(kv), begin, coded_end, values + kv * dim, row);
       }
-      for (std::size_t p = 0; p < quantized_.tokens(); ++p)
-        if (!quantized_.is_full_precision(p))
-          quantized_.dequantize(kv, p, keys + p * row + kv * dim, values + p * row + kv * dim);
+      for (std::size_t i = first; i < last; ++i) {
+        std::copy_n(full_.keys(kv) + i * dim, dim, keys + (fp[i] - begin) * row + kv * dim);
+        std::copy_n(full_.values(kv) + i * dim, dim, values + (fp[i] - begin) * row + kv * dim);
+      }
     }
-    for (std::size_t i = 0; i < size_ * cfg_.kv_heads; ++i) {
+    for (std::size_t i = 0; i < (end - begin) * cfg_.kv_heads; ++i) {
       rotation_.inverse(keys + i * dim);
       rotation_.inverse(values + i * dim);
     }
+  }
+
+  /// The same as fp16 bit patterns (fp16.hpp): the fp32 result rounded to nearest, ties to even.
+  void dequantize(std::size_t begin, std::size_t end, std::uint16_t* keys,
+                  std::uint16_t* values) const {
+    check_range("KVCache::dequantize", begin, end, keys != nullptr && values != nullptr);
+    const std::size_t row = token_floats(), step = std::max<std::size_t>(1, 16384 / row);
+    thread_local std::vector<float> k, v;  // a few positions at a time, through L2
+    k.resize(std::min(step, end - begin) * row);
+    v.resize(k.size());
+    for (std::size_t p = begin; p < end; p += step) {
+      const std::size_t n = std::min(step, end - p);
+      dequantize(p, p + n, k.data(), v.data());
+      for (std::size_t i = 0; i < n * row; ++i) {
+        keys[(p - begin) * row + i] = float_to_half(k[i]);
+        values[(p - begin) * row + i] = float_to_half(v[i]);
+      }
+    }
+  }
+
+  /// The whole cache: dequantize(0, size(), keys, values) ([size()][kv_heads][head_dim]).
+  void reconstruct(float* keys, float* values) const {
+    detail::require((keys != nullptr && values != nullptr) || size_ == 0,
+                    "KVCache::reconstruct: keys and values must not be null");
+    dequantize(0, size_, keys, values);
   }
 
   const CacheConfig& config() const { return cfg_; }
@@ -435,6 +469,17 @@ class KVCache {
                               : HadamardRotation()) {}
 
   std::size_t token_floats() const { return cfg_.kv_heads * cfg_.head_dim; }
+
+  // A position range [begin, end) of the cache, with its output pointers set unless it is empty.
+  void check_range(const char* what, std::size_t begin, std::size_t end, bool outputs) const {
+    detail::require(begin <= end && end <= size_, [&] {
+      return std::string(what) + ": range [" + std::to_string(begin) + ", " + std::to_string(end) +
+             ") is not within [0, size() = " + std::to_string(size_) + "]";
+    });
+    detail::require(outputs || begin == end, [&] {
+      return std::string(what) + ": keys and values must not be null for a non-empty range";
+    });
+  }
 
   void check_queries(const float* queries, std::size_t q_heads, float scale) const {
     detail::require(queries != nullptr, "KVCache::attend: queries is null");

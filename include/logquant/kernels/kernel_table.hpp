@@ -44,6 +44,12 @@ using QuantizeValueTokenFn = void (*)(const float* x, std::size_t head_dim, std:
 using AttendQuantizedFn = void (*)(const QuantizedHeadView& v, const float* q, std::size_t begin,
                                    std::size_t end, StateView st);
 using AttendFullFn = void (*)(const FullHeadView& v, const float* q, StateView st);
+/// Keys or values of positions [begin, end) of a quantized block (begin <= end <= v.tokens) as
+/// floats, GroupQuantizer::decode of every code: position p's head_dim floats at
+/// out + (p - begin) * stride. Overlay positions are decoded from their codes too (zeros in a
+/// group not yet quantized): the caller writes its FP tokens over them.
+using DequantizeFn = void (*)(const QuantizedHeadView& v, std::size_t begin, std::size_t end,
+                              float* out, std::size_t stride);
 
 /// Where a bit width (2, 4 or 8) sits in a table's per-width entries.
 inline constexpr std::size_t bits_index(unsigned bits) { return bits == 2 ? 0 : bits == 4 ? 1 : 2; }
@@ -55,6 +61,8 @@ struct CacheKernels {
   QuantizeValueTokenFn quantize_value_token;
   AttendQuantizedFn attend_quantized;
   AttendFullFn attend_full;
+  DequantizeFn dequantize_keys;
+  DequantizeFn dequantize_values;
 };
 
 struct KernelTable {
@@ -63,12 +71,14 @@ struct KernelTable {
   QuantizeValueTokenFn quantize_value_token[3];  // [bits_index(value bits)]
   AttendQuantizedFn attend_quantized[3][3];      // [key bits][value bits]
   AttendFullFn attend_full;
+  DequantizeFn dequantize_keys[3];    // [bits_index(key bits)]
+  DequantizeFn dequantize_values[3];  // [bits_index(value bits)]
 
   /// The kernels of a cache with these bit widths, chosen once when the cache is made.
   CacheKernels for_bits(unsigned key_bits, unsigned value_bits) const {
     const std::size_t k = bits_index(key_bits), v = bits_index(value_bits);
-    return {isa, quantize_key_group[k], quantize_value_token[v], attend_quantized[k][v],
-            attend_full};
+    return {isa,         quantize_key_group[k], quantize_value_token[v], attend_quantized[k][v],
+            attend_full, dequantize_keys[k],    dequantize_values[v]};
   }
 };
 

@@ -172,21 +172,6 @@ class QuantizedBlock {
     full_precision_.assign(tokens / kTileCols, 0);
   }
 
-  /// Position p's key and value of head h as attention reads them from the codes.
-  void dequantize(std::size_t h, std::size_t p, float* key, float* value) const {
-    const TileMatrix keys{key_bits_, tiles_for(head_dim_)};
-    const std::size_t value_tile = tile_bytes(value_bits_);
-    const std::uint8_t* value_row = value_codes(h) + p / kTileCols * value_row_;
-    for (std::size_t c = 0; c < head_dim_; ++c) {
-      const GroupParams k = key_meta(h)[p / key_group_ * head_dim_ + c];
-      key[c] = k.min_f() + static_cast<float>(keys.get(key_codes(h), p, c)) * k.scale_f();
-      const GroupParams v = value_meta(h)[p * value_groups() + c / value_group_];
-      const std::uint8_t code = tile_get(value_row + c / kTileRows * value_tile, value_bits_,
-                                         c % kTileRows, p % kTileCols);
-      value[c] = v.min_f() + static_cast<float>(code) * v.scale_f();
-    }
-  }
-
   /// Head h as kernels see it.
   kernels::QuantizedHeadView view(std::size_t h) const {
     kernels::QuantizedHeadView v;

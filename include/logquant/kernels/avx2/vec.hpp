@@ -214,6 +214,10 @@ LOGQUANT_AVX2_INLINE I load_int(const void* p) {
 }
 LOGQUANT_AVX2_INLINE I maskz_int(M m, I a) { return _mm256_and_si256(m, a); }
 LOGQUANT_AVX2_INLINE I add_int(I a, I b) { return _mm256_add_epi32(a, b); }
+LOGQUANT_AVX2_INLINE I and_int(I a, I b) { return _mm256_and_si256(a, b); }
+LOGQUANT_AVX2_INLINE I set1_int(int x) { return _mm256_set1_epi32(x); }
+LOGQUANT_AVX2_INLINE I select_int(M m, I a, I b) { return _mm256_blendv_epi8(b, a, m); }
+LOGQUANT_AVX2_INLINE I shift_right(I x, I n) { return _mm256_srlv_epi32(x, n); }  // per lane
 LOGQUANT_AVX2_INLINE I to_int(F x) { return _mm256_cvtps_epi32(x); }
 LOGQUANT_AVX2_INLINE F to_float(I x) { return _mm256_cvtepi32_ps(x); }
 LOGQUANT_AVX2_INLINE I digit_hi(I x) { return _mm256_srai_epi32(x, 7); }

@@ -27,6 +27,7 @@ LOGQUANT_X86_KERNELS_BEGIN
 namespace logquant {
 namespace avx512 {
 #include "../generic/attention.hpp"
+#include "../generic/dequantize.hpp"
 #include "../generic/quantize.hpp"
 #include "../generic/table.hpp"
 }  // namespace avx512

@@ -219,6 +219,10 @@ LOGQUANT_AVX512_INLINE F operand_inverse(float limit, F max) {
 LOGQUANT_AVX512_INLINE I load_int(const void* p) { return _mm512_loadu_si512(p); }
 LOGQUANT_AVX512_INLINE I maskz_int(M m, I a) { return _mm512_maskz_mov_epi32(m, a); }
 LOGQUANT_AVX512_INLINE I add_int(I a, I b) { return _mm512_add_epi32(a, b); }
+LOGQUANT_AVX512_INLINE I and_int(I a, I b) { return _mm512_and_si512(a, b); }
+LOGQUANT_AVX512_INLINE I set1_int(int x) { return _mm512_set1_epi32(x); }
+LOGQUANT_AVX512_INLINE I select_int(M m, I a, I b) { return _mm512_mask_mov_epi32(b, m, a); }
+LOGQUANT_AVX512_INLINE I shift_right(I x, I n) { return _mm512_srlv_epi32(x, n); }  // per lane
 LOGQUANT_AVX512_INLINE I to_int(F x) { return _mm512_cvtps_epi32(x); }  // rounds half to even
 LOGQUANT_AVX512_INLINE F to_float(I x) { return _mm512_cvtepi32_ps(x); }
 LOGQUANT_AVX512_INLINE I digit_hi(I x) { return _mm512_srai_epi32(x, 7); }

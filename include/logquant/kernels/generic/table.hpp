@@ -9,6 +9,8 @@ inline const kernels::KernelTable& table() {
       {{&attend_quantized<2, 2>, &attend_quantized<2, 4>, &attend_quantized<2, 8>},
        {&attend_quantized<4, 2>, &attend_quantized<4, 4>, &attend_quantized<4, 8>},
        {&attend_quantized<8, 2>, &attend_quantized<8, 4>, &attend_quantized<8, 8>}},
-      &attend_full};
+      &attend_full,
+      {&dequantize_keys<2>, &dequantize_keys<4>, &dequantize_keys<8>},
+      {&dequantize_values<2>, &dequantize_values<4>, &dequantize_values<8>}};
   return t;
 }

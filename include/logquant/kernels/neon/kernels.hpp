@@ -1,5 +1,5 @@
-// The NEON (ARMv8.0) kernels: kernels/generic/ compiled over neon/vec.hpp, and their table. Only dispatch.hpp
-// includes this; it hands the table out only when supported().
+// The NEON (ARMv8.0) kernels: kernels/generic/ compiled over neon/vec.hpp, and their table.
+// Only dispatch.hpp includes this; it hands the table out only when supported().
 #pragma once
 
 #include "../../config.hpp"
@@ -24,6 +24,7 @@
 namespace logquant {
 namespace neon {
 #include "../generic/attention.hpp"
+#include "../generic/dequantize.hpp"
 #include "../generic/quantize.hpp"
 #include "../generic/table.hpp"
 }  // namespace neon

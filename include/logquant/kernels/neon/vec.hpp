@@ -145,6 +145,12 @@ LOGQUANT_NEON_INLINE I load_int(const void* p) {
 }
 LOGQUANT_NEON_INLINE I maskz_int(M m, I a) { return vandq_s32(vreinterpretq_s32_u32(m), a); }
 LOGQUANT_NEON_INLINE I add_int(I a, I b) { return vaddq_s32(a, b); }
+LOGQUANT_NEON_INLINE I and_int(I a, I b) { return vandq_s32(a, b); }
+LOGQUANT_NEON_INLINE I set1_int(int x) { return vdupq_n_s32(x); }
+LOGQUANT_NEON_INLINE I select_int(M m, I a, I b) { return vbslq_s32(m, a, b); }
+LOGQUANT_NEON_INLINE I shift_right(I x, I n) {  // per lane, logical
+  return vreinterpretq_s32_u32(vshlq_u32(vreinterpretq_u32_s32(x), vnegq_s32(n)));
+}
 LOGQUANT_NEON_INLINE I to_int(F x) { return vcvtnq_s32_f32(x); }  // ties to even, as cvtps
 LOGQUANT_NEON_INLINE F to_float(I x) { return vcvtq_f32_s32(x); }
 LOGQUANT_NEON_INLINE I digit_hi(I x) { return vshrq_n_s32(x, 7); }

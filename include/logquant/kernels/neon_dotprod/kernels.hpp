@@ -1,5 +1,5 @@
-// The NEON dotprod kernels: kernels/generic/ compiled over neon_dotprod/vec.hpp, and their table. Only dispatch.hpp
-// includes this; it hands the table out only when supported().
+// The NEON dotprod kernels: kernels/generic/ compiled over neon_dotprod/vec.hpp, and their table.
+// Only dispatch.hpp includes this; it hands the table out only when supported().
 #pragma once
 
 #include "../../config.hpp"
@@ -24,6 +24,7 @@
 namespace logquant {
 namespace neon_dotprod {
 #include "../generic/attention.hpp"
+#include "../generic/dequantize.hpp"
 #include "../generic/quantize.hpp"
 #include "../generic/table.hpp"
 }  // namespace neon_dotprod

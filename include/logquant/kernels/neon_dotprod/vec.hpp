@@ -19,7 +19,8 @@
 #else
 #define LOGQUANT_TARGET_NEON_DOTPROD __attribute__((target("arch=armv8.2-a+dotprod")))
 #endif
-#define LOGQUANT_NEON_DOTPROD_INLINE inline __attribute__((always_inline)) LOGQUANT_TARGET_NEON_DOTPROD
+#define LOGQUANT_NEON_DOTPROD_INLINE \
+  inline __attribute__((always_inline)) LOGQUANT_TARGET_NEON_DOTPROD
 
 namespace logquant {
 namespace neon_dotprod {

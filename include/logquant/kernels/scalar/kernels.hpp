@@ -4,6 +4,7 @@
 
 #include "../kernel_table.hpp"
 #include "attention.hpp"
+#include "dequantize.hpp"
 #include "quantize.hpp"
 
 namespace logquant {
