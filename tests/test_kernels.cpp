@@ -781,6 +781,7 @@ TEST_P(Kernels, KVCacheMatchesScalarCache) {
   }
 }
 
+#if LOGQUANT_HAVE_X86_KERNELS || LOGQUANT_HAVE_NEON_KERNELS
 // The vector exps of kernels/generic/attention.hpp against std::exp over the softmax range
 // (x <= 0): at most 2 ulp down to -87 (where results are normal floats). Measured here: see the
 // printed maxima. One per ops layer's scale_pow2 (avxvnni and neon_dotprod run the avx2 and neon
@@ -813,6 +814,8 @@ void check_vector_exp(void (*vector_exp)(const float*, float*, std::size_t)) {
     EXPECT_LE(std::fabs(out[i] - std::exp(tail[i])), 1.2e-38f) << tail[i];
   }
 }
+
+#endif
 
 #if LOGQUANT_HAVE_X86_KERNELS
 LOGQUANT_X86_KERNELS_BEGIN
