@@ -1,9 +1,11 @@
 // Fuzz target: sequences of KVCache calls with random shapes and values. The input picks a
 // configuration (head_dim, kv_heads, bit widths, value group, rotation), a kernel table among
 // those this CPU runs (the scalar reference is choice 0 everywhere, so a saved input replays the
-// same path on any host), a selector with its parameters, then up to 48 operations: appends of random chunks (sometimes with NaN, Inf or
-// out-of-range values, which must throw InvalidArgument and change nothing), attends with random
-// GQA shapes and scales, partial attends, save/load round trips, and bookkeeping checks.
+// same path on any host), a selector with its parameters and a rollback journal (rollback_tokens),
+// then up to 48 operations: appends of random chunks (sometimes with NaN, Inf or out-of-range
+// values, which must throw InvalidArgument and change nothing), attends with random GQA shapes
+// and scales, partial attends, save/load round trips, truncates (within the journal or beyond
+// it), copies that are changed on their own, dequantized ranges, and bookkeeping checks.
 // Invariants checked on every path:
 //   - size bookkeeping: size() is what was appended; quantized + FP positions are [0, size);
 //   - attend output is finite; attend_partial over [0, size) equals attend bit for bit;
@@ -12,7 +14,11 @@
 //   - a cache restored from save() attends bit for bit like the original, before and after
 //     further appends (it is kept in lockstep to the end), and saves the same bytes;
 //   - a twin cache on the scalar reference kernels, fed the same tokens one at a time, ends up
-//     byte-identical (chunking invariance, and codes identical on every ISA).
+//     byte-identical (chunking invariance, and codes identical on every ISA);
+//   - truncate(n) leaves the bytes of a fresh cache fed the first n tokens; beyond
+//     rollback_available() it throws and changes nothing;
+//   - changing a copy leaves the original's bytes alone;
+//   - dequantize(begin, end) is reconstruct()'s rows, bit for bit.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -66,15 +72,22 @@ template <class S>
 class Harness {
  public:
   Harness(const CacheConfig& cfg, const S& selector, const kernels::KernelTable& table)
-      : cfg_(cfg), cache_(cfg, selector, table), stepwise_(cfg, selector, kernels::scalar_table()) {}
+      : cfg_(cfg),
+        selector_(selector),
+        table_(&table),
+        cache_(cfg, selector, table),
+        stepwise_(cfg, selector, kernels::scalar_table()) {}
 
   void run(Input& in) {
     for (int op = 0; op < 48 && !in.empty(); ++op) {
-      switch (in.below(8)) {
+      switch (in.below(11)) {
         case 0: case 1: case 2: append(in); break;
         case 3: case 4: attend(in); break;
         case 5: partial(in); break;
         case 6: round_trip(); break;
+        case 7: truncate(in); break;
+        case 8: copy(in); break;
+        case 9: dequantize(in); break;
         default: bookkeeping(); break;
       }
     }
@@ -214,10 +227,65 @@ class Harness {
     for (float x : out) FUZZ_CHECK(std::isfinite(x), "merged partial attention is not finite");
   }
 
+  // Removes up to rollback_available() + 1 tokens: within the journal, the result saves the bytes
+  // of a fresh cache fed what is left; one more throws and changes nothing.
+  void truncate(Input& in) {
+    const std::size_t m = std::min(in.below(cache_.rollback_available() + 2), size_);
+    const std::string before = saved(cache_);
+    if (m > cache_.rollback_available()) {
+      bool threw = false;
+      try {
+        cache_.truncate(size_ - m);
+      } catch (const InvalidArgument&) {
+        threw = true;
+      }
+      FUZZ_CHECK(threw, "truncate beyond rollback_available() did not throw");
+      FUZZ_CHECK(saved(cache_) == before, "a refused truncate changed the cache");
+      return;
+    }
+    cache_.truncate(size_ - m);
+    stepwise_.truncate(size_ - m);
+    if (twin_ && twin_->rollback_available() >= m) {
+      twin_->truncate(size_ - m);
+    } else {
+      twin_.reset();
+    }
+    size_ -= m;
+    keys_.resize(size_ * row());
+    values_.resize(size_ * row());
+    KVCache<S> fresh(cfg_, selector_, *table_);
+    fresh.append(keys_.data(), values_.data(), size_);
+    FUZZ_CHECK(saved(cache_) == saved(fresh), "truncate differs from a cache that never saw them");
+  }
+
+  // A copy appended to and truncated on its own leaves the original as it was.
+  void copy(Input& in) {
+    const std::string before = saved(cache_);
+    KVCache<S> fork = cache_;
+    const std::size_t n = std::min<std::size_t>(1 + in.below(20), kMaxTokens - size_);
+    std::vector<float> k(n * row()), v(n * row());
+    for (float& x : k) x = value(in, false);
+    for (float& x : v) x = value(in, false);
+    fork.append(k.data(), v.data(), n);
+    fork.truncate(fork.size() - std::min(fork.rollback_available(), in.below(n + 1)));
+    FUZZ_CHECK(saved(cache_) == before, "changing a copy changed the original");
+  }
+
+  void dequantize(Input& in) {
+    std::size_t begin = in.below(size_ + 1), end = in.below(size_ + 1);
+    if (begin > end) std::swap(begin, end);
+    std::vector<float> k(size_ * row()), v(k.size()), dk((end - begin) * row()), dv(dk.size());
+    cache_.reconstruct(k.data(), v.data());
+    cache_.dequantize(begin, end, dk.data(), dv.data());
+    FUZZ_CHECK(std::equal(dk.begin(), dk.end(), k.begin() + static_cast<std::ptrdiff_t>(begin * row())) &&
+                   std::equal(dv.begin(), dv.end(), v.begin() + static_cast<std::ptrdiff_t>(begin * row())),
+               "dequantize differs from reconstruct");
+  }
+
   void round_trip() {
     const std::string bytes = saved(cache_);
     std::istringstream in(bytes);
-    twin_.emplace(KVCache<S>::load(in, kernels::table_for(cache_.isa())));
+    twin_.emplace(KVCache<S>::load(in, cfg_, kernels::table_for(cache_.isa())));
     FUZZ_CHECK(saved(*twin_) == bytes, "a restored cache saves other bytes");
   }
 
@@ -257,6 +325,8 @@ class Harness {
   }
 
   CacheConfig cfg_;
+  S selector_;                         // as the caches started
+  const kernels::KernelTable* table_;  // cache_'s
   KVCache<S> cache_, stepwise_;
   std::optional<KVCache<S>> twin_;
   std::vector<float> keys_, values_;  // everything appended, [size][kv_heads][head_dim]
@@ -292,6 +362,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (isa != Isa::kScalar) isas.push_back(isa);
   const kernels::KernelTable& table = kernels::table_for(isas[in.below(isas.size())]);
   cfg.key_group = 16 * (1 + in.below(4));  // short groups, so that short inputs complete some
+  cfg.rollback_tokens = in.below(2) == 0 ? 0 : 1 + in.below(24);
   switch (in.below(4)) {
     case 0: run(in, cfg, table, LogSelector(1 + in.below(8))); break;
     case 1: {

@@ -12,7 +12,7 @@
 // key_group - 1 FP tokens more than its selector.
 // memory_bytes() = Σ_heads (key codes + value codes + 4 bytes per metadata pair + 8 * head_dim
 //                  bytes per FP token) + 2 bytes per 16 quantized-block positions (the overlay)
-//                  + 8 bytes per FP position.
+//                  + 8 bytes per FP position + truncate()'s journal (rollback_bytes).
 #pragma once
 
 #include <algorithm>
@@ -23,6 +23,7 @@
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -59,6 +60,14 @@ struct CacheConfig {
   /// the most accurate of 16, 32 and 64 with 2-bit keys that stays within 2.75 bits per quantized
   /// value at head_dim 128 (docs/accuracy.md).
   std::size_t key_group = 32;
+  /// Tokens truncate() can take back (speculative drafts): the newest this many appended tokens
+  /// are journaled, each with a copy of the selector from before it and the FP rows its arrival
+  /// moved out of full precision (2 * kv_heads * head_dim floats each: 8 KiB at 8 KV heads of
+  /// 128; LogQuant moves about one per token, in bursts when its window spills), so that
+  /// removing them leaves exactly the state of a cache that never saw them. memory() counts the
+  /// journal as rollback_bytes. 0, the default: no journal, no cost, and truncate() can remove
+  /// nothing. A runtime policy, not part of the saved state: load() takes it from `expected`.
+  std::size_t rollback_tokens = 0;
 };
 
 /// Where a cache's bytes go. "Quantized value" counts keys and values separately.
@@ -67,6 +76,7 @@ struct MemoryReport {
   std::size_t metadata_bytes = 0;        ///< fp16 (scale, min) pairs
   std::size_t full_precision_bytes = 0;  ///< fp32 keys and values of FP tokens
   std::size_t index_bytes = 0;           ///< the overlay masks and the FP position list
+  std::size_t rollback_bytes = 0;  ///< truncate()'s journal: FP rows and positions it keeps
   std::size_t tokens = 0, quantized_tokens = 0, full_precision_tokens = 0;
   /// Positions the quantized block holds: the quantized tokens and the FP tokens it overlays
   /// (whose codes are kept and counted in code_bytes and metadata_bytes).
@@ -74,7 +84,7 @@ struct MemoryReport {
   std::size_t values_per_token = 0;  ///< 2 * kv_heads * head_dim (keys and values)
 
   std::size_t total() const {
-    return code_bytes + metadata_bytes + full_precision_bytes + index_bytes;
+    return code_bytes + metadata_bytes + full_precision_bytes + index_bytes + rollback_bytes;
   }
   /// Bits per key or value slot of the quantized block, metadata and channel padding included
   /// (0 when it is empty): the density of the stored format. bits_per_value() counts the overlay.
@@ -115,6 +125,10 @@ inline CacheConfig validated(CacheConfig cfg) {
     return "CacheConfig.key_group = " + std::to_string(cfg.key_group) +
            " (expected a multiple of 16 in 16 .. 1024)";
   });
+  require(cfg.rollback_tokens <= 65536, [&] {
+    return "CacheConfig.rollback_tokens = " + std::to_string(cfg.rollback_tokens) +
+           " (expected at most 65536)";
+  });
   cfg.value_group = resolve_value_group(cfg);
   require(cfg.head_dim % cfg.value_group == 0 &&
               (cfg.value_group % kTileRows == 0 || cfg.value_group == cfg.head_dim),
@@ -143,6 +157,16 @@ class KVCache {
                 "Selector must provide size(), full_precision_positions(), append(n) and "
                 "append(n, on_demote); see selector/selector.hpp");
 
+  // truncate()'s journal: one step per token, a ring of rollback_tokens reused in place.
+  struct Step {
+    Selector selector;                 // before the token
+    std::size_t block_tokens = 0;      // quantized_.tokens() before
+    std::vector<std::size_t> pending;  // pending_ before
+    std::vector<std::size_t> groups;   // key groups its arrival quantized
+    std::vector<std::size_t> left;     // positions that left full precision
+    std::vector<float> rows;           // their FP rows: [left][keys, values][kv_heads][head_dim]
+  };
+
  public:
   /// Builds an empty cache. `kernels` defaults to the table chosen once per process (the best
   /// ISA of this CPU, or LOGQUANT_ISA).
@@ -165,7 +189,8 @@ class KVCache {
     return detail::CacheSerializer<Selector>::load(in, nullptr, kernels);
   }
   /// The same, and also throws FormatError when the stream's geometry or bit widths differ from
-  /// `expected` (value_group 0 in `expected` matches what it resolves to).
+  /// `expected` (value_group 0 in `expected` matches what it resolves to). The cache takes
+  /// rollback_tokens from `expected` (load() without it: 0); its journal starts empty.
   static KVCache load(std::istream& in, const CacheConfig& expected,
                       const kernels::KernelTable& kernels = kernels::default_table()) {
     return detail::CacheSerializer<Selector>::load(in, &expected, kernels);
@@ -198,7 +223,51 @@ class KVCache {
       keys = rotated_.data();
       values = rotated_.data() + n * row;
     }
+    if (cfg_.rollback_tokens == 0) return append_tokens(keys, values, n);
+    // Journaled: one token at a time (the selector contract's chunking invariance makes that the
+    // same sequence of demotions), each a step truncate() can undo.
+    struct EndStep {
+      Step*& step;
+      ~EndStep() { step = nullptr; }
+    } end_step{step_};
+    for (std::size_t i = 0; i < n; ++i) {
+      begin_step();
+      append_tokens(keys + i * row, values + i * row, 1);
+    }
+  }
 
+  /// Removes positions n and above as if they had never been appended: save() then writes the
+  /// same bytes as a cache that saw only the first n tokens and later appends act identically;
+  /// tokens the removed appends demoted are back in full precision and key groups they completed
+  /// are open again. At most rollback_available() tokens can go; asking for more, or n > size(),
+  /// throws InvalidArgument with the cache unchanged. Needs a copy-assignable selector (the
+  /// journal keeps copies); one that is not works everywhere else.
+  void truncate(std::size_t n) {
+    static_assert(std::is_copy_assignable<Selector>::value,
+                  "KVCache::truncate needs a copy-assignable selector: CacheConfig::rollback_tokens "
+                  "journals a copy of it per token");
+    detail::require(n <= size_, [&] {
+      return "KVCache::truncate: n = " + std::to_string(n) + " (expected at most size() = " +
+             std::to_string(size_) + ")";
+    });
+    detail::require(size_ - n <= journal_size_, [&] {
+      return "KVCache::truncate: n = " + std::to_string(n) + " removes " +
+             std::to_string(size_ - n) + " tokens, but rollback_available() = " +
+             std::to_string(journal_size_) + " (CacheConfig::rollback_tokens = " +
+             std::to_string(cfg_.rollback_tokens) + ")";
+    });
+    for (; size_ > n; --journal_size_)
+      undo(journal_[(journal_begin_ + journal_size_ - 1) % cfg_.rollback_tokens]);
+  }
+
+  /// How many tokens truncate() can remove now: config().rollback_tokens, or fewer when fewer have
+  /// been appended since the cache was made, loaded or last truncated.
+  std::size_t rollback_available() const { return journal_size_; }
+
+ private:
+  // The body of append, for tokens that passed its checks (and rotation).
+  void append_tokens(const float* keys, const float* values, std::size_t n) {
+    const std::size_t row = token_floats();
     stored_ = 0;
     auto store_until = [&](std::size_t position) {
       for (; size_ + stored_ < position; ++stored_)
@@ -212,6 +281,7 @@ class KVCache {
     size_ += n;
   }
 
+ public:
   /// Makes room for the cache to grow to `tokens` tokens without reallocating anything, like
   /// std::vector::reserve: an engine that knows its context length calls it once, and no later
   /// append pays for a reallocation (a copy of the quantized block onto fresh pages at whichever
@@ -375,6 +445,12 @@ class KVCache {
         heads * (quantized_.key_meta_count() + quantized_.value_meta_count()) * sizeof(GroupParams);
     r.full_precision_bytes = full_.data_bytes();
     r.index_bytes = quantized_.overlay_bytes() + full_.size() * sizeof(std::uint64_t);
+    for (std::size_t i = 0; i < journal_size_; ++i) {
+      const Step& step = journal_[(journal_begin_ + i) % cfg_.rollback_tokens];
+      r.rollback_bytes += step.rows.size() * sizeof(float) +
+                          (step.left.size() + step.pending.size() + step.groups.size()) *
+                              sizeof(std::size_t);
+    }
     r.tokens = size_;
     r.quantized_tokens = quantized_size();
     r.full_precision_tokens = full_precision_size();
@@ -519,10 +595,7 @@ class KVCache {
     if ((position + 1) % cfg_.key_group != 0 || pending_.empty()) return;
     quantize_group(position / cfg_.key_group);
     slots_.clear();
-    for (std::size_t p : pending_) {
-      slots_.push_back(full_.find(p));
-      quantized_.set_full_precision(p, false);
-    }
+    for (std::size_t p : pending_) leave(p);
     pending_.clear();
     std::sort(slots_.begin(), slots_.end());
     full_.erase(slots_);
@@ -531,10 +604,68 @@ class KVCache {
   // Quantizes complete key group g from the FP block, where all its tokens still are (a group is
   // quantized before any of its tokens leaves), as consecutive rows.
   void quantize_group(std::size_t g) {
+    if (step_ != nullptr) step_->groups.push_back(g);
     const std::size_t dim = cfg_.head_dim, first = full_.find(g * cfg_.key_group);
     quantized_.quantize_group(g, kernels_, [&](std::size_t kv) {
       return std::make_pair(full_.keys(kv) + first * dim, full_.values(kv) + first * dim);
     });
+  }
+
+  // Position p (in a quantized group) leaves full precision: its overlay bit clears and its FP slot
+  // joins slots_, which the caller erases. The journal keeps its row.
+  void leave(std::size_t p) {
+    const std::size_t slot = full_.find(p);
+    quantized_.set_full_precision(p, false);
+    slots_.push_back(slot);
+    if (step_ == nullptr) return;
+    const std::size_t row = token_floats();
+    step_->left.push_back(p);
+    step_->rows.resize(step_->rows.size() + 2 * row);
+    float* keys = &step_->rows[step_->rows.size() - 2 * row];
+    full_.copy_row(slot, keys, keys + row);
+  }
+
+  // Starts the journal's step for the next token: the oldest is reused once there are
+  // rollback_tokens of them.
+  void begin_step() {
+    if constexpr (std::is_copy_assignable<Selector>::value) {
+      const std::size_t ring = cfg_.rollback_tokens;
+      std::size_t i = journal_begin_;
+      if (journal_size_ < ring) {
+        i = (journal_begin_ + journal_size_++) % ring;
+      } else {
+        journal_begin_ = (journal_begin_ + 1) % ring;
+      }
+      if (i == journal_.size()) {
+        journal_.push_back(Step{selector_, 0, {}, {}, {}, {}});
+      } else {
+        journal_[i].selector = selector_;
+      }
+      Step& s = journal_[i];
+      s.block_tokens = quantized_.tokens();
+      s.pending = pending_;
+      s.groups.clear();
+      s.left.clear();
+      s.rows.clear();
+      step_ = &s;
+    }
+  }
+
+  // Undoes the newest step, in reverse: the token's row (the newest: nothing demotes a token as
+  // it arrives), the rows that left, the groups it quantized, the overlay, the selector.
+  void undo(const Step& s) {
+    full_.pop_back();
+    const std::size_t row = token_floats();
+    for (std::size_t i = 0; i < s.left.size(); ++i)
+      full_.insert(s.left[i], &s.rows[2 * i * row], &s.rows[(2 * i + 1) * row]);
+    for (std::size_t g : s.groups)
+      if ((g + 1) * cfg_.key_group <= s.block_tokens) quantized_.make_hole(g);
+    quantized_.shrink_to(s.block_tokens);
+    for (std::size_t p : s.left)
+      if (p < s.block_tokens) quantized_.set_full_precision(p, true);
+    pending_ = s.pending;
+    if constexpr (std::is_copy_assignable<Selector>::value) selector_ = s.selector;
+    --size_;
   }
 
   // The selector demoted `positions`: those in a complete group leave the FP block now (the group
@@ -564,8 +695,7 @@ class KVCache {
       }
       const std::size_t g = p / group;
       if (g >= quantized_.groups() || quantized_.is_hole(g)) quantize_group(g);
-      quantized_.set_full_precision(p, false);
-      slots_.push_back(full_.find(p));
+      leave(p);
     }
     std::sort(slots_.begin(), slots_.end());
     full_.erase(slots_);
@@ -582,6 +712,10 @@ class KVCache {
   std::vector<std::size_t> slots_;    // scratch: FP slots leaving
   HadamardRotation rotation_;         // identity unless cfg_.rotate
   std::vector<float> rotated_;        // scratch: rotated keys and values of one append
+
+  std::vector<Step> journal_;
+  std::size_t journal_begin_ = 0, journal_size_ = 0;  // the oldest step, the number of steps
+  Step* step_ = nullptr;                              // the step append is recording, or null
 };
 
 }  // namespace logquant

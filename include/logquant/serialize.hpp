@@ -406,7 +406,8 @@ struct CacheSerializer {
                     cstring_length(Selector::kStateName) <= kStateNameBytes,
                 "Selector::kStateName must be 1 to 16 bytes long");
 #if defined(__x86_64__) || defined(__aarch64__) || defined(_M_X64) || defined(_M_ARM64)
-  static_assert(sizeof(CacheConfig) == 56,
+  // 64: rollback_tokens is the one field not saved, a policy (load takes it from `expected`).
+  static_assert(sizeof(CacheConfig) == 64,
                 "CacheConfig changed: save its new fields in serialize.hpp, describe them in "
                 "docs/format.md and raise kFormatVersion");
 #endif
@@ -527,6 +528,7 @@ struct CacheSerializer {
     cfg.rotate = rotate == 1;
     cfg = validated(cfg);  // InvalidArgument -> FormatError in load()
     if (expected) check_expected(cfg, *expected);
+    cfg.rollback_tokens = expected ? expected->rollback_tokens : 0;
     format_require(nfp <= size && size <= std::numeric_limits<std::uint32_t>::max(), [&] {
       return "CONF: " + std::to_string(nfp) + " full-precision of " + std::to_string(size) +
              " tokens (expected full-precision <= tokens <= 2^32 - 1)";

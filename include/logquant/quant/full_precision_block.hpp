@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <iterator>
 #include <utility>
 #include <vector>
 
@@ -36,6 +37,37 @@ class FullPrecisionBlock {
       values_[h].insert(values_[h].end(), values + h * head_dim_, values + (h + 1) * head_dim_);
     }
     positions_.push_back(p);
+  }
+
+  /// Inserts position p (not held) in order: keys and values [heads][head_dim].
+  void insert(std::size_t p, const float* keys, const float* values) {
+    const std::size_t slot =
+        static_cast<std::size_t>(std::lower_bound(positions_.begin(), positions_.end(), p) -
+                                 positions_.begin());
+    const auto at = static_cast<std::ptrdiff_t>(slot * head_dim_);
+    for (std::size_t h = 0; h < keys_.size(); ++h) {
+      keys_[h].insert(keys_[h].begin() + at, keys + h * head_dim_, keys + (h + 1) * head_dim_);
+      values_[h].insert(values_[h].begin() + at, values + h * head_dim_,
+                        values + (h + 1) * head_dim_);
+    }
+    positions_.insert(positions_.begin() + static_cast<std::ptrdiff_t>(slot), p);
+  }
+
+  /// Removes the row of the largest position.
+  void pop_back() {
+    for (std::size_t h = 0; h < keys_.size(); ++h) {
+      keys_[h].resize(keys_[h].size() - head_dim_);
+      values_[h].resize(values_[h].size() - head_dim_);
+    }
+    positions_.pop_back();
+  }
+
+  /// Copies the row at `slot` to keys and values [heads][head_dim].
+  void copy_row(std::size_t slot, float* keys, float* values) const {
+    for (std::size_t h = 0; h < keys_.size(); ++h) {
+      std::copy_n(&keys_[h][slot * head_dim_], head_dim_, keys + h * head_dim_);
+      std::copy_n(&values_[h][slot * head_dim_], head_dim_, values + h * head_dim_);
+    }
   }
 
   /// The slot (row) of position p, or size() when p is not held.

@@ -158,6 +158,27 @@ class QuantizedBlock {
     return true;
   }
 
+  /// Undoes quantize_group for key group g below tokens(): zeros and all overlay again, a hole.
+  void make_hole(std::size_t g) {
+    const std::size_t t0 = g * key_group_;
+    for (std::size_t h = 0; h < heads_; ++h) {
+      std::memset(key_codes(h) + t0 / kTileRows * key_row_, 0, key_group_ / kTileRows * key_row_);
+      std::fill_n(key_meta(h) + g * head_dim_, head_dim_, GroupParams{});
+      std::memset(value_codes(h) + t0 / kTileCols * value_row_, 0,
+                  key_group_ / kTileCols * value_row_);
+      std::fill_n(value_meta(h) + t0 * value_groups(), key_group_ * value_groups(), GroupParams{});
+    }
+    std::fill_n(full_precision_.begin() + static_cast<std::ptrdiff_t>(t0 / kTileCols),
+                key_group_ / kTileCols, 0xffffu);
+  }
+
+  /// Drops the positions from `tokens` (a multiple of key_group(), <= tokens()) on, keeping the
+  /// capacity: what a later growth exposes again is zeroed then (grow_to).
+  void shrink_to(std::size_t tokens) {
+    tokens_ = tokens;
+    full_precision_.resize(tokens / kTileCols);
+  }
+
   /// Makes room for `tokens` positions without reallocating (loading, and KVCache::reserve).
   void reserve(std::size_t tokens) {
     if (tokens > capacity_) reallocate_from(*this, tokens);

@@ -22,6 +22,10 @@
 //
 // load_state must throw logquant::FormatError for any words save_state cannot produce, since
 // they may come from a corrupted or hostile file.
+//
+// KVCache::truncate (CacheConfig::rollback_tokens) needs a copy-assignable selector: the cache
+// keeps a copy from before each journaled token and assigns it back to undo the token. One that
+// is not works everywhere else; only truncate refuses to compile, saying so.
 #pragma once
 
 #include <cstddef>
