@@ -4,7 +4,8 @@
 //            the last-level cache), averaged over whole demotion cycles: the number to hold against
 //            one decode attention step;
 //   demote   only the append that triggers a demotion (quantizing and packing one key group of W
-//            tokens and W value tokens, and compacting the FP block), timed alone.
+//            tokens and W value tokens, and compacting the FP block), timed alone;
+//   speculate  a draft appended and taken back (truncate), with and without the journal.
 #include <benchmark/benchmark.h>
 
 #include <chrono>
@@ -154,9 +155,50 @@ void bench_demote(benchmark::State& st, Kind k, logquant::Isa isa) {
   });
 }
 
+// Speculative decoding at Llama-3-8B shape, LogQuant W = 42, 4096 tokens: a draft of d tokens
+// appended in one call, then taken back. speculate/append times the append with truncate()'s
+// journal (rollback_tokens 16) and without it (rollback_tokens 0; the cache is then reset from a
+// copy, untimed); speculate/truncate times truncate(size() - d).
+void bench_speculate(benchmark::State& st, std::size_t d, bool journal, bool time_truncate) {
+  const TokenPool& pool = append_pool();
+  logquant::CacheConfig cfg = config_for(kLlama3, Kind::kLogQuant2W42);
+  cfg.rollback_tokens = journal ? 16 : 0;
+  logquant::KVCache<logquant::LogSelector> first(cfg, logquant::LogSelector(42));
+  fill(first, pool, kDecodeContext);
+  auto c = first;
+  const std::size_t n = first.size();
+  for (auto _ : st) {
+    const auto t0 = std::chrono::steady_clock::now();
+    c.append(pool.key(n), pool.value(n), d);
+    const auto t1 = std::chrono::steady_clock::now();
+    if (journal) {
+      c.truncate(n);
+    } else {
+      c = first;
+    }
+    const auto t2 = std::chrono::steady_clock::now();
+    st.SetIterationTime(std::chrono::duration<double>(time_truncate ? t2 - t1 : t1 - t0).count());
+  }
+  st.SetItemsProcessed(static_cast<std::int64_t>(st.iterations() * d));
+}
+
 }  // namespace
 
 void register_append_benchmarks() {
+  for (std::size_t d : {std::size_t{1}, std::size_t{4}, std::size_t{16}}) {
+    const std::string tail = std::string("/shape:") + kLlama3.name + "/cache:" +
+                             kind_name(Kind::kLogQuant2W42) + "/draft:" + std::to_string(d);
+    for (bool journal : {false, true})
+      benchmark::RegisterBenchmark(
+          ("speculate/append" + tail + "/journal:" + (journal ? "16" : "0")).c_str(),
+          [d, journal](benchmark::State& st) { bench_speculate(st, d, journal, false); })
+          ->UseManualTime()
+          ->Unit(benchmark::kMicrosecond);
+    benchmark::RegisterBenchmark(("speculate/truncate" + tail).c_str(),
+                                 [d](benchmark::State& st) { bench_speculate(st, d, true, true); })
+        ->UseManualTime()
+        ->Unit(benchmark::kMicrosecond);
+  }
   const Kind kinds[] = {Kind::kFull,   Kind::kLogQuant2W42, Kind::kLogQuant2W48,
                         Kind::kKivi2,  Kind::kLogQuant4W42, Kind::kAccurate};
   for (logquant::Isa isa : bench_isas())

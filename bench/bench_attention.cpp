@@ -199,6 +199,46 @@ void bench_paired_threads(benchmark::State& st, const Shape& s, Kind k, logquant
   st.counters["ctx"] = static_cast<double>(ctx);
 }
 
+// attend_causal over the newest n tokens against n attend() calls (a loop over the same queries,
+// which each read the whole cache), interleaved call by call on the cold layers of LogQuant W = 42
+// at one thread, alternating which goes first. Counters: the medians (causal_us, loop_us) and
+// per_attend = causal / (loop / n): attend_causal's time in units of one attend.
+void bench_causal(benchmark::State& st, const Shape& s, logquant::Isa isa, std::size_t ctx,
+                  std::size_t n) {
+  using Cache = logquant::KVCache<logquant::LogSelector>;
+  const auto& data = kvcache_layers<Cache>(s, Kind::kLogQuant2W42, isa, ctx);
+  std::vector<float> q;
+  for (std::size_t r = 0; r < n; ++r) {
+    const std::vector<float> one = query_for(s);
+    q.insert(q.end(), one.begin(), one.end());
+  }
+  const std::size_t row = s.q_heads * s.head_dim;
+  std::vector<float> out(q.size());
+  const float scale = 1.0f / std::sqrt(static_cast<float>(s.head_dim));
+  std::vector<double> causal, loop;
+  std::size_t i = 0;  // calls so far; iteration i / 2 starts with attend_causal when even
+  for (auto _ : st) {
+    for (int call = 0; call < 2; ++call) {
+      const bool batched = (call == 0) == (i / 2 % 2 == 0);
+      const Cache& c = data.caches[i % data.caches.size()];
+      const auto t0 = std::chrono::steady_clock::now();
+      if (batched)
+        c.attend_causal(q.data(), n, s.q_heads, out.data(), scale);
+      else
+        for (std::size_t r = 0; r < n; ++r) c.attend(&q[r * row], s.q_heads, &out[r * row], scale);
+      benchmark::DoNotOptimize(out.data());
+      benchmark::ClobberMemory();
+      const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      (batched ? causal : loop).push_back(t);
+      ++i;
+    }
+  }
+  const double mc = median_of(causal), ml = median_of(loop);
+  st.counters["causal_us"] = mc * 1e6;
+  st.counters["loop_us"] = ml * 1e6;
+  st.counters["per_attend"] = mc / (ml / static_cast<double>(n));
+}
+
 float sum_any(const float* x, std::size_t n);
 
 // The plain sum loop over all keys and values of one dense layer (the dram/read loop, on the
@@ -784,6 +824,18 @@ void register_attention_benchmarks() {
   }
 #endif
 
+  for (logquant::Isa isa : bench_isas())
+    for (std::size_t ctx : {4096, 16384, 65536}) {
+      if (isa == logquant::Isa::kScalar) continue;
+      if (ctx != 16384 && isa != bench_isas().front()) continue;  // other lengths: the best ISA
+      for (std::size_t n : {1, 4, 8, 16, 64})
+        benchmark::RegisterBenchmark(
+            ("causal/shape:llama3-8b/cache:logquant2-w42/isa:" + std::string(logquant::isa_name(isa)) +
+             "/ctx:" + std::to_string(ctx) + "/tokens:" + std::to_string(n))
+                .c_str(),
+            [isa, ctx, n](benchmark::State& st) { bench_causal(st, kLlama3, isa, ctx, n); })
+            ->Unit(benchmark::kMillisecond);
+    }
   for (logquant::Isa isa : bench_isas())
     for (std::size_t ctx : {2048, 4096})
       benchmark::RegisterBenchmark(("attend-l2/shape:llama3-1kv/ctx:" + std::to_string(ctx) +

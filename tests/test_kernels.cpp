@@ -748,6 +748,24 @@ void expect_cache_matches_scalar(const KernelTable& table, const CacheConfig& cf
       ASSERT_EQ(hv[i], float_to_half(v[i])) << i;
     }
   }
+  // attend_causal of the newest 1, 7 and 40 tokens: every output within the quantized kernels'
+  // tolerance of the scalar cache's, relative to the largest |output| of its head.
+  for (std::size_t rows : {1u, 7u, 40u}) {
+    const std::vector<float> q = random_queries(rows * q_heads, cfg.head_dim, 34);
+    std::vector<float> a(q.size()), b(q.size());
+    want.attend_causal(q.data(), rows, q_heads, a.data(), 0.3f);
+    got.attend_causal(q.data(), rows, q_heads, b.data(), 0.3f);
+    for (std::size_t h = 0; h < rows * q_heads; ++h) {
+      double range = 1e-3;
+      for (std::size_t c = 0; c < cfg.head_dim; ++c)
+        range = std::max(range, std::fabs(double(a[h * cfg.head_dim + c])));
+      for (std::size_t c = 0; c < cfg.head_dim; ++c) {
+        const std::size_t i = h * cfg.head_dim + c;
+        ASSERT_LE(std::fabs(double(a[i]) - b[i]) / range, output_tolerance(cfg.value_bits))
+            << "attend_causal of " << rows << ", row " << h / q_heads << " head " << h % q_heads;
+      }
+    }
+  }
   // Attention over everything (tolerances as in AttendQuantizedMatchesScalar), and a split at a
   // tile boundary inside the quantized block.
   const std::vector<float> q = random_queries(q_heads, cfg.head_dim, 33);

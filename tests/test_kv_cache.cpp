@@ -330,6 +330,92 @@ TEST(KVCache, DequantizeIsReconstructOverAnyRange) {
   EXPECT_NO_THROW(cache.dequantize(7, 7, static_cast<float*>(nullptr), nullptr));
 }
 
+// attend_causal row r against softmax attention in double over reconstruct()'s positions up to
+// row r's own. With 8-bit codes (two-digit operands, rounding near 1e-4) and with FullSelector,
+// row r's query is 4x the key of the next position outside the outlier channels (which would
+// favour the sink-like first token), so attending one position too far moves the output by O(1),
+// not by a rounding; 2-bit caches get random queries, whose int8 operands round less. Tolerance:
+// 3x what attend() of the same query is from the reference over the whole cache, at least 2e-3
+// with 8-bit codes;
+// FullSelector (nothing quantized) within 1e-5 of the exact inputs. The last row is attend()'s
+// output, bit for bit where the rows' own positions are all full precision.
+template <class Selector>
+void check_causal(const CacheConfig& cfg, Selector sel, std::size_t n_tokens, bool exact) {
+  const std::size_t kv = cfg.kv_heads, dim = cfg.head_dim, row = kv * dim, n = 300, qh = 2 * kv;
+  const Data d = make_data(n + 1, kv, dim, 21);
+  const auto cache = filled(cfg, sel, d, n);
+  std::vector<float> rk(n * row), rv(n * row);
+  cache.reconstruct(rk.data(), rv.data());
+  const std::vector<float>& keys = exact ? d.keys : rk;
+  const std::vector<float>& values = exact ? d.values : rv;
+  const float scale = 1.0f / std::sqrt(float(dim));
+  const std::size_t first = n - n_tokens;
+  const bool pointed = exact || cfg.key_bits == 8;
+  std::vector<float> q = random_queries(n_tokens * qh, dim, 6);
+  const std::vector<float> last_q = random_queries(qh, dim, 5);
+  for (std::size_t r = 0; r < n_tokens; ++r)
+    for (std::size_t h = 0; h < qh; ++h)
+      for (std::size_t c = 0; c < dim; ++c) {
+        float& x = q[(r * qh + h) * dim + c];
+        if (r + 1 == n_tokens) x = last_q[h * dim + c];
+        else if (pointed) x = c % 16 == 3 ? 0.0f : 4.0f * d.keys[((first + r + 1) * kv + h / 2) * dim + c];
+      }
+  std::vector<float> out(q.size());
+  cache.attend_causal(q.data(), n_tokens, qh, out.data(), scale);
+  const std::vector<float> whole = attend(cache, last_q, qh);
+  // The kernels' error for a query: attend() over the whole cache against the reference.
+  auto tolerance = [&](const std::vector<float>& query) {
+    const double e = relative_error(attend(cache, query, qh),
+                                    reference_attention(keys, values, n, kv, dim, query, qh, scale));
+    return exact ? 1e-5 : std::max(pointed ? 2e-3 : 1e-4, 3 * e);
+  };
+  const double floor = tolerance(last_q);
+  for (std::size_t r = 0; r < n_tokens; ++r) {
+    const std::vector<float> qr(q.begin() + r * qh * dim, q.begin() + (r + 1) * qh * dim);
+    const double bound = r + 1 == n_tokens ? floor : tolerance(qr);
+    const std::vector<float> got(out.begin() + r * qh * dim, out.begin() + (r + 1) * qh * dim);
+    const std::vector<float> want = reference_attention(keys, values, first + r + 1, kv, dim, qr, qh, scale);
+    ASSERT_LE(relative_error(got, want), bound) << "row " << r << " of " << n_tokens;
+  }
+  const std::vector<float> last(out.end() - qh * dim, out.end());
+  bool own_positions_fp = true;
+  for (std::size_t p : cache.quantized_positions()) own_positions_fp = own_positions_fp && p < first;
+  if (own_positions_fp) {
+    EXPECT_EQ(last, whole) << "the last row differs from attend()";
+  } else {
+    EXPECT_LE(relative_error(last, whole), floor);
+  }
+}
+
+TEST(KVCache, AttendCausalIsCausalAttentionOverReconstruct) {
+  for (std::size_t n_tokens : {1u, 5u, 16u, 40u}) {
+    SCOPED_TRACE("n_tokens " + std::to_string(n_tokens));
+    CacheConfig cfg = config(32, 2);
+    cfg.key_group = 16;
+    check_causal(cfg, LogSelector(8), n_tokens, false);
+    check_causal(cfg, SinkSelector(2, 10), n_tokens, false);
+    // An exact window of 2: the rows' own positions are read from their codes, row by row.
+    check_causal(cfg, RecentSelector(2), n_tokens, false);
+    cfg.key_bits = cfg.value_bits = 8;
+    check_causal(cfg, RecentSelector(2), n_tokens, false);
+    check_causal(cfg, SinkSelector(2, 10), n_tokens, false);
+    cfg.key_group = 32;
+    cfg.key_bits = 4;
+    cfg.value_bits = 2;
+    cfg.rotate = true;
+    check_causal(cfg, LogSelector(8), n_tokens, false);
+    check_causal(config(32, 2), FullSelector(), n_tokens, true);
+  }
+  const auto cache = filled(config(32, 2), LogSelector(8), make_data(20, 2, 32, 1), 20);
+  std::vector<float> q(3 * 4 * 32, 0.1f), out(q.size());
+  EXPECT_THROW(cache.attend_causal(q.data(), 0, 4, out.data(), 1.0f), InvalidArgument);
+  EXPECT_THROW(cache.attend_causal(q.data(), 21, 4, out.data(), 1.0f), InvalidArgument);
+  EXPECT_THROW(cache.attend_causal(q.data(), 3, 3, out.data(), 1.0f), InvalidArgument);
+  EXPECT_THROW(cache.attend_causal(q.data(), 3, 4, nullptr, 1.0f), InvalidArgument);
+  q[2 * 4 * 32 + 5] = NAN;  // the last row's
+  EXPECT_THROW(cache.attend_causal(q.data(), 3, 4, out.data(), 1.0f), InvalidArgument);
+}
+
 // One append of n tokens or any split of it: bit-identical attend output and memory.
 TEST(KVCache, ChunkingInvarianceIsBitExact) {
   const CacheConfig cfg = config(64, 2, 2, 2);

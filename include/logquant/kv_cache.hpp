@@ -353,6 +353,80 @@ class KVCache {
     state.finalize(out);
   }
 
+  /// Causal attention of the newest n_tokens positions, for chunked prefill (append a chunk, then
+  /// attend_causal it) and speculative verification (append the draft, attend_causal it, then
+  /// truncate() the rejected tail): queries and out are [n_tokens][q_heads][head_dim], row i the
+  /// query of position size() - n_tokens + i, which attends the positions up to itself. Each KV
+  /// head's codes are read once for every row and query head that sees them (the kernels take
+  /// the rows as more query heads). The last row's output is attend()'s for that query, and
+  /// bit for bit when none of the rows' own positions is read from codes (LogQuant's window).
+  void attend_causal(const float* queries, std::size_t n_tokens, std::size_t q_heads, float* out,
+                     float scale) const {
+    detail::require(out != nullptr, "KVCache::attend_causal: out is null");
+    detail::require(n_tokens >= 1 && n_tokens <= size_, [&] {
+      return "KVCache::attend_causal: n_tokens = " + std::to_string(n_tokens) +
+             " (expected 1 .. size() = " + std::to_string(size_) + ")";
+    });
+    check_queries(queries, q_heads, scale);
+    detail::require(n_tokens <= std::numeric_limits<std::size_t>::max() / sizeof(float) /
+                                    cfg_.head_dim / q_heads,
+                    "KVCache::attend_causal: n_tokens * q_heads * head_dim overflows size_t");
+    check_queries(queries, n_tokens * q_heads, scale);
+    const std::size_t dim = cfg_.head_dim, per_kv = q_heads / cfg_.kv_heads, rows = n_tokens;
+    const std::size_t first = size_ - rows;  // row 0's position
+    thread_local std::vector<float> scaled, gathered;
+    thread_local std::vector<std::uint16_t> overlay;
+    thread_local AttentionState all, part;
+    scaled.resize(rows * q_heads * dim);
+    for (std::size_t i = 0; i < scaled.size(); ++i) scaled[i] = queries[i] * scale;
+    for (std::size_t h = 0; h < rows * q_heads; ++h) rotation_.forward(&scaled[h * dim]);
+    all.reset(rows * q_heads, dim);
+    part.reset(rows * per_kv, dim);
+    gathered.resize(rows * per_kv * dim);
+
+    // Quantized tiles below `shared` hold no position past row 0's: every row reads them at once.
+    // The rest of the block (tiles holding the rows' own positions: only when the selector lets
+    // them leave full precision that early) goes row by row, positions past the row made overlay.
+    const std::size_t nq = quantized_.tokens();
+    const bool read_codes = quantized_size() > 0;
+    const std::size_t shared = std::min(nq, (first + 1) / kTileCols * kTileCols);
+    const std::vector<std::size_t>& fp = full_.positions();
+    for (std::size_t kv = 0; kv < cfg_.kv_heads; ++kv) {
+      const kernels::QuantizedHeadView view = quantized_.view(kv);
+      if (read_codes && shared > 0) {
+        for (std::size_t r = 0; r < rows; ++r)
+          std::copy_n(&scaled[(r * q_heads + kv * per_kv) * dim], per_kv * dim,
+                      &gathered[r * per_kv * dim]);
+        part.reset(rows * per_kv, dim);
+        kernels_.attend_quantized(view, gathered.data(), 0, shared,
+                                  {part.max.data(), part.sum.data(), part.acc.data(), rows * per_kv});
+        for (std::size_t r = 0; r < rows; ++r) {
+          const std::size_t to = r * q_heads + kv * per_kv, from = r * per_kv;
+          std::copy_n(&part.max[from], per_kv, &all.max[to]);
+          std::copy_n(&part.sum[from], per_kv, &all.sum[to]);
+          std::copy_n(&part.acc[from * dim], per_kv * dim, &all.acc[to * dim]);
+        }
+      }
+      for (std::size_t r = 0; r < rows; ++r) {
+        const std::size_t h0 = r * q_heads + kv * per_kv, last = first + r;
+        const kernels::StateView st{&all.max[h0], &all.sum[h0], &all.acc[h0 * dim], per_kv};
+        if (read_codes && shared < nq) {
+          overlay.assign(view.full_precision, view.full_precision + nq / kTileCols);
+          for (std::size_t p = last + 1; p < nq; ++p)
+            overlay[p / kTileCols] |= static_cast<std::uint16_t>(1u << (p % kTileCols));
+          kernels::QuantizedHeadView masked = view;
+          masked.full_precision = overlay.data();
+          kernels_.attend_quantized(masked, &scaled[h0 * dim], shared, nq, st);
+        }
+        const std::size_t visible = static_cast<std::size_t>(
+            std::upper_bound(fp.begin(), fp.end(), last) - fp.begin());
+        if (visible > 0) kernels_.attend_full(full_.view(kv, 0, visible), &scaled[h0 * dim], st);
+      }
+    }
+    for (std::size_t h = 0; h < rows * q_heads; ++h) rotation_.inverse(&all.acc[h * dim]);
+    all.finalize(out);
+  }
+
   /// Attention over part of the cache, for splitting a long cache across threads. The range
   /// [begin, end) is over attention_slots(): the quantized block's positions
   /// [0, quantized_block_size()) (its FP overlay gets no weight there), then the FP block's tokens.
