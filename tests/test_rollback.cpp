@@ -233,6 +233,18 @@ TEST(Rollback, MemoryCopiesAndLoad) {
   want.append(&k[270 * row], &v[270 * row], 13);
   EXPECT_EQ(saved(cache), saved(want));
 
+  // Truncating back past the first quantized group empties the block but keeps its storage; a
+  // copy of that cache copies nothing from it (ASan/UBSan: no null-destination memcpy).
+  KVCache<RecentSelector> early(cfg, RecentSelector(4));
+  early.append(k.data(), v.data(), 12);
+  EXPECT_EQ(early.quantized_block_size(), 0u);
+  early.append(&k[12 * row], &v[12 * row], 8);
+  EXPECT_GT(early.quantized_block_size(), 0u);
+  early.truncate(12);
+  EXPECT_EQ(early.quantized_block_size(), 0u);
+  const KVCache<RecentSelector> early_copy = early;
+  EXPECT_EQ(saved(early_copy), saved(early));
+
   std::istringstream in(saved(cache));
   KVCache<RecentSelector> loaded = KVCache<RecentSelector>::load(in, cfg);
   EXPECT_EQ(loaded.config().rollback_tokens, kRollback);

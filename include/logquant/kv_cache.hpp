@@ -356,10 +356,11 @@ class KVCache {
   /// Causal attention of the newest n_tokens positions, for chunked prefill (append a chunk, then
   /// attend_causal it) and speculative verification (append the draft, attend_causal it, then
   /// truncate() the rejected tail): queries and out are [n_tokens][q_heads][head_dim], row i the
-  /// query of position size() - n_tokens + i, which attends the positions up to itself. Each KV
-  /// head's codes are read once for every row and query head that sees them (the kernels take
-  /// the rows as more query heads). The last row's output is attend()'s for that query, and
-  /// bit for bit when none of the rows' own positions is read from codes (LogQuant's window).
+  /// query of position size() - n_tokens + i, which attends the positions up to itself. The
+  /// kernels take the rows as more query heads, so each KV head's codes are read once per block
+  /// of heads they take at a time (8 on AVX-512), not once per row. The last row's output is
+  /// attend()'s for that query, bit for bit when none of the rows' own positions is read from
+  /// codes (LogQuant's window).
   void attend_causal(const float* queries, std::size_t n_tokens, std::size_t q_heads, float* out,
                      float scale) const {
     detail::require(out != nullptr, "KVCache::attend_causal: out is null");

@@ -272,8 +272,9 @@ class QuantizedBlock {
     const std::size_t stride =
         value_meta + round64(tokens * value_groups() * sizeof(GroupParams));
     Buffer buffer(heads_ * stride);
-    if (from.buffer_.data() != nullptr)
-      copy_used(from, buffer.data(), stride, key_meta, value_codes, value_meta);
+    // Nothing to copy from an empty block, which may still hold a buffer (truncate shrinks the
+    // block and keeps its storage) while the copy's is null (no room asked for).
+    if (from.tokens_ > 0) copy_used(from, buffer.data(), stride, key_meta, value_codes, value_meta);
     buffer_ = std::move(buffer);
     stride_ = stride;
     key_meta_ = key_meta;
