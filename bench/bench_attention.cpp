@@ -159,12 +159,38 @@ double median_of(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
+// Calls a(cache) and b(cache) alternately, one call each per iteration on the next two layers of
+// a cold data set, alternating which goes first, so that both see the same moments of a shared
+// host; returns the medians of their times.
+template <class Cache, class A, class B>
+std::pair<double, double> paired_medians(benchmark::State& st, const std::vector<Cache>& caches,
+                                         A&& a, B&& b) {
+  std::vector<double> ta, tb;
+  std::size_t i = 0;  // calls so far; iteration i / 2 starts with a when even
+  for (auto _ : st) {
+    for (int call = 0; call < 2; ++call) {
+      const bool first = (call == 0) == (i / 2 % 2 == 0);
+      const Cache& c = caches[i % caches.size()];
+      const auto t0 = std::chrono::steady_clock::now();
+      if (first)
+        a(c);
+      else
+        b(c);
+      benchmark::ClobberMemory();
+      const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      (first ? ta : tb).push_back(t);
+      ++i;
+    }
+  }
+  return {median_of(ta), median_of(tb)};
+}
+
 // One thread against two, call by call: each iteration times one attend() and one
-// attend_parallel(.., 2 threads, pool) on the next two layers of the same data set, alternating
-// which goes first. Benchmarks run one after another, so on a shared machine the host's load can
-// change between the one-thread and the two-thread benchmark above (their ratio at 16K moved
-// between 1.25x and 2.0x across the day's reports); here both see the same moments. Counters:
-// the medians of the calls (t1_us, t2_us) and speedup = t1 / t2.
+// attend_parallel(.., 2 threads, pool) on the next two layers of the same data set (paired_medians).
+// Benchmarks run one after another, so on a shared machine the host's load can change between the
+// one-thread and the two-thread benchmark above (their ratio at 16K moved between 1.25x and 2.0x
+// across the day's reports); here both see the same moments. Counters: the medians of the calls
+// (t1_us, t2_us) and speedup = t1 / t2.
 template <class Cache>
 void bench_paired_threads(benchmark::State& st, const Shape& s, Kind k, logquant::Isa isa,
                           std::size_t ctx) {
@@ -174,25 +200,16 @@ void bench_paired_threads(benchmark::State& st, const Shape& s, Kind k, logquant
   const float scale = 1.0f / std::sqrt(static_cast<float>(s.head_dim));
   SpinPool pool(2);
   auto run = [&](std::size_t count, const auto& job) { pool.run(count, job); };
-  std::vector<double> one, two;
-  std::size_t i = 0;  // calls so far; iteration i / 2 starts with one thread when even
-  for (auto _ : st) {
-    for (int call = 0; call < 2; ++call) {
-      const bool single = (call == 0) == (i / 2 % 2 == 0);
-      const Cache& c = data.caches[i % data.caches.size()];
-      const auto t0 = std::chrono::steady_clock::now();
-      if (single)
+  const auto [m1, m2] = paired_medians(
+      st, data.caches,
+      [&](const Cache& c) {
         c.attend(q.data(), s.q_heads, out.data(), scale);
-      else
+        benchmark::DoNotOptimize(out.data());
+      },
+      [&](const Cache& c) {
         logquant::attend_parallel(c, q.data(), s.q_heads, out.data(), scale, 2, run);
-      benchmark::DoNotOptimize(out.data());
-      benchmark::ClobberMemory();
-      const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      (single ? one : two).push_back(t);
-      ++i;
-    }
-  }
-  const double m1 = median_of(one), m2 = median_of(two);
+        benchmark::DoNotOptimize(out.data());
+      });
   st.counters["t1_us"] = m1 * 1e6;
   st.counters["t2_us"] = m2 * 1e6;
   st.counters["speedup"] = m1 / m2;
@@ -200,8 +217,8 @@ void bench_paired_threads(benchmark::State& st, const Shape& s, Kind k, logquant
 }
 
 // attend_causal over the newest n tokens against n attend() calls (a loop over the same queries,
-// which each read the whole cache), interleaved call by call on the cold layers of LogQuant W = 42
-// at one thread, alternating which goes first. Counters: the medians (causal_us, loop_us) and
+// which each read the whole cache), paired call by call (paired_medians) on the cold layers of
+// LogQuant W = 42 at one thread. Counters: the medians (causal_us, loop_us) and
 // per_attend = causal / (loop / n): attend_causal's time in units of one attend.
 void bench_causal(benchmark::State& st, const Shape& s, logquant::Isa isa, std::size_t ctx,
                   std::size_t n) {
@@ -215,25 +232,16 @@ void bench_causal(benchmark::State& st, const Shape& s, logquant::Isa isa, std::
   const std::size_t row = s.q_heads * s.head_dim;
   std::vector<float> out(q.size());
   const float scale = 1.0f / std::sqrt(static_cast<float>(s.head_dim));
-  std::vector<double> causal, loop;
-  std::size_t i = 0;  // calls so far; iteration i / 2 starts with attend_causal when even
-  for (auto _ : st) {
-    for (int call = 0; call < 2; ++call) {
-      const bool batched = (call == 0) == (i / 2 % 2 == 0);
-      const Cache& c = data.caches[i % data.caches.size()];
-      const auto t0 = std::chrono::steady_clock::now();
-      if (batched)
+  const auto [mc, ml] = paired_medians(
+      st, data.caches,
+      [&](const Cache& c) {
         c.attend_causal(q.data(), n, s.q_heads, out.data(), scale);
-      else
+        benchmark::DoNotOptimize(out.data());
+      },
+      [&](const Cache& c) {
         for (std::size_t r = 0; r < n; ++r) c.attend(&q[r * row], s.q_heads, &out[r * row], scale);
-      benchmark::DoNotOptimize(out.data());
-      benchmark::ClobberMemory();
-      const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      (batched ? causal : loop).push_back(t);
-      ++i;
-    }
-  }
-  const double mc = median_of(causal), ml = median_of(loop);
+        benchmark::DoNotOptimize(out.data());
+      });
   st.counters["causal_us"] = mc * 1e6;
   st.counters["loop_us"] = ml * 1e6;
   st.counters["per_attend"] = mc / (ml / static_cast<double>(n));

@@ -382,7 +382,6 @@ class KVCache {
     for (std::size_t i = 0; i < scaled.size(); ++i) scaled[i] = queries[i] * scale;
     for (std::size_t h = 0; h < rows * q_heads; ++h) rotation_.forward(&scaled[h * dim]);
     all.reset(rows * q_heads, dim);
-    part.reset(rows * per_kv, dim);
     gathered.resize(rows * per_kv * dim);
 
     // Quantized tiles below `shared` hold no position past row 0's: every row reads them at once.
